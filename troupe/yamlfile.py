@@ -1,0 +1,95 @@
+"""Load a YAML file into a pydantic model, with errors that name file, line and field.
+
+Pure apart from reading the file: every config-like file in Troupe (workspace,
+troupe.yaml, playbooks) goes through :func:`load_model`, so they all report
+problems the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from troupe.errors import FieldProblem, FileFormatError
+
+M = TypeVar("M", bound=BaseModel)
+Loc = tuple[int | str, ...]
+
+
+def load_model(path: str | Path, model: type[M]) -> M:
+    """Read `path` and validate it as `model`; raise FileFormatError on any problem."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FileFormatError(name, [FieldProblem("", f"cannot read file ({exc.strerror})")]) from exc
+    return parse_model(text, model, name)
+
+
+def parse_model(text: str, model: type[M], name: str = "<string>") -> M:
+    """Validate YAML `text` as `model`; `name` is used in error messages."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise FileFormatError(name, [_yaml_problem(exc)]) from exc
+    if not isinstance(data, dict):
+        raise FileFormatError(name, [FieldProblem("", "expected a mapping at the top level")])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise FileFormatError(name, _problems(exc, node)) from exc
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> FieldProblem:
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    problem = getattr(exc, "problem", None) or str(exc)
+    return FieldProblem("", f"not valid YAML ({problem})", line)
+
+
+def _problems(exc: ValidationError, root: yaml.Node | None) -> list[FieldProblem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        problems.append(FieldProblem(dotted(loc), _message(err), line_of(root, loc)))
+    return problems
+
+
+def _message(err: Any) -> str:
+    msg = str(err["msg"])
+    # pydantic prefixes errors raised by our own validators; the prefix means nothing to a user.
+    return msg.removeprefix("Value error, ")
+
+
+def dotted(loc: Loc) -> str:
+    """('apps', 0, 'bot_token') -> 'apps[0].bot_token'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def line_of(root: yaml.Node | None, loc: Loc) -> int | None:
+    """The 1-based line of the deepest node along `loc` (the parent if the key is missing)."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        node = _child(node, part)
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _child(node: yaml.Node | None, part: int | str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.value == str(part):
+                return value  # type: ignore[no-any-return]
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        return node.value[part]  # type: ignore[no-any-return]
+    return None
