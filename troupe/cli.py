@@ -49,24 +49,63 @@ def _delays(value: str) -> tuple[float, ...]:
 
 
 @cli.command()
-@click.option("--workspace", "workspace_file", type=click.Path(path_type=Path), default=None,
-              help="Workspace YAML (default: built-in, one person, #ops, three apps).")
+@click.option(
+    "--workspace",
+    "workspace_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Workspace YAML (default: built-in, one person, #ops, three apps).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8310, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--state", "state_file", type=click.Path(path_type=Path), default=None,
-              help="Keep messages, pins and reactions in this file across restarts.")
-@click.option("--rate-limits", "rate_limits", default="1", show_default=True,
-              help="'off', or a factor that speeds up every refill (1 = Slack's tiers).")
-@click.option("--error", "errors", multiple=True, metavar="METHOD=CODE[/STATUS][@P]",
-              help="Inject an error, e.g. pins.add=internal_error@0.2 (repeatable).")
-@click.option("--latency", "latency_ms", default=0.0, type=click.FloatRange(0),
-              help="Milliseconds added to every Web API call.")
-@click.option("--non-atomic-pins", "non_atomic_ms", default=0.0, type=click.FloatRange(0),
-              help="Window (ms) in which concurrent pins.add calls may all succeed.")
-@click.option("--ack-timeout", default=3.0, show_default=True, type=click.FloatRange(0.01),
-              help="Seconds before an unacked Socket Mode envelope is redelivered.")
-@click.option("--retry-delays", default="0,60,300", show_default=True,
-              help="Seconds before each event redelivery (Socket Mode and HTTP).")
+@click.option(
+    "--state",
+    "state_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Keep messages, pins and reactions in this file across restarts.",
+)
+@click.option(
+    "--rate-limits",
+    "rate_limits",
+    default="1",
+    show_default=True,
+    help="'off', or a factor that speeds up every refill (1 = Slack's tiers).",
+)
+@click.option(
+    "--error",
+    "errors",
+    multiple=True,
+    metavar="METHOD=CODE[/STATUS][@P]",
+    help="Inject an error, e.g. pins.add=internal_error@0.2 (repeatable).",
+)
+@click.option(
+    "--latency",
+    "latency_ms",
+    default=0.0,
+    type=click.FloatRange(0),
+    help="Milliseconds added to every Web API call.",
+)
+@click.option(
+    "--non-atomic-pins",
+    "non_atomic_ms",
+    default=0.0,
+    type=click.FloatRange(0),
+    help="Window (ms) in which concurrent pins.add calls may all succeed.",
+)
+@click.option(
+    "--ack-timeout",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0.01),
+    help="Seconds before an unacked Socket Mode envelope is redelivered.",
+)
+@click.option(
+    "--retry-delays",
+    default="0,60,300",
+    show_default=True,
+    help="Seconds before each event redelivery (Socket Mode and HTTP).",
+)
 def localslack(
     workspace_file: Path | None,
     host: str,
@@ -125,7 +164,9 @@ def _banner(server: LocalSlack, show_tokens: bool) -> str:
             f"app {a.app_token}, signing secret {a.signing_secret}"
             for a in ws.apps
         ]
-    lines.append("  connect: WebClient(token=..., base_url='" + server.url + "/api/'); Ctrl-C stops")
+    lines.append(
+        "  connect: WebClient(token=..., base_url='" + server.url + "/api/'); Ctrl-C stops"
+    )
     return "\n".join(lines)
 
 

@@ -25,7 +25,9 @@ def load_model(path: str | Path, model: type[M]) -> M:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise FileFormatError(name, [FieldProblem("", f"cannot read file ({exc.strerror})")]) from exc
+        raise FileFormatError(
+            name, [FieldProblem("", f"cannot read file ({exc.strerror})")]
+        ) from exc
     return parse_model(text, model, name)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.socket_mode import SocketModeClient
+from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
@@ -39,7 +40,7 @@ class Inbox:
         self.client = SocketModeClient(app_token=app_token, web_client=web, ping_interval=ping)
         self.client.socket_mode_request_listeners.append(self._on_request)
 
-    def _on_request(self, client: SocketModeClient, req: SocketModeRequest) -> None:
+    def _on_request(self, client: BaseSocketModeClient, req: SocketModeRequest) -> None:
         with self._lock:
             self.requests.append(req)
         if self.ack:

@@ -19,7 +19,7 @@ from tests.integration.helpers import wait_for
 from tests.integration.test_http_events import http_workspace
 from troupe.localslack.server import ThreadedLocalSlack
 
-BUTTONS = [
+BUTTONS: list[dict[str, Any]] = [
     {"type": "section", "block_id": "plan", "text": {"type": "mrkdwn", "text": "Deploy web?"}},
     {
         "type": "actions",
@@ -91,11 +91,11 @@ def run_scenario(server: ThreadedLocalSlack) -> None:
 
 def test_bolt_over_socket_mode(server: ThreadedLocalSlack) -> None:
     handler = SocketModeHandler(bolt_app(server.api_url), APP_A)
-    handler.connect()
+    handler.connect()  # type: ignore[no-untyped-call]
     try:
         run_scenario(server)
     finally:
-        handler.close()
+        handler.close()  # type: ignore[no-untyped-call]
 
 
 class _Quiet(WSGIRequestHandler):
@@ -135,7 +135,9 @@ def test_bolt_over_http_refuses_a_wrong_signature(
     wsgi_port(bolt_app(server.api_url, signing_secret="not-the-secret"))
     WebClient(token=ALICE, base_url=server.api_url).chat_postMessage(channel=OPS, text="hi")
     failed = wait_for(
-        lambda: [d for d in server.call(lambda: server.server.log.list()) if d["state"] == "failed"],
+        lambda: [
+            d for d in server.call(lambda: server.server.log.list()) if d["state"] == "failed"
+        ],
         what="the delivery to be refused",
     )
     assert failed[0]["attempts"][0]["outcome"] == "http_401"

@@ -101,7 +101,9 @@ def test_a_500_is_retried_with_retry_headers(
     event_ids = {json.loads(g.body)["event_id"] for g in state.got}
     assert len(event_ids) == 1  # the same event, so the app can deduplicate
     deliveries = wait_for(
-        lambda: [d for d in server.call(lambda: server.server.log.list()) if d["state"] != "pending"],
+        lambda: [
+            d for d in server.call(lambda: server.server.log.list()) if d["state"] != "pending"
+        ],
         what="the delivery to settle",
     )
     assert deliveries[0]["state"] == "delivered"
@@ -115,7 +117,9 @@ def test_x_slack_no_retry_stops_retries(
     server = make_server(http_workspace(url))
     post(server, "do not retry")
     failed = wait_for(
-        lambda: [d for d in server.call(lambda: server.server.log.list()) if d["state"] == "failed"],
+        lambda: [
+            d for d in server.call(lambda: server.server.log.list()) if d["state"] == "failed"
+        ],
         what="the delivery to fail",
     )
     assert len(failed[0]["attempts"]) == 1 and len(state.got) == 1
@@ -125,7 +129,9 @@ def test_unreachable_receiver_is_retried_then_given_up(make_server: ServerFactor
     server = make_server(http_workspace("http://127.0.0.1:9/slack/events"))  # discard port
     post(server, "nobody home")
     failed = wait_for(
-        lambda: [d for d in server.call(lambda: server.server.log.list()) if d["state"] == "failed"],
+        lambda: [
+            d for d in server.call(lambda: server.server.log.list()) if d["state"] == "failed"
+        ],
         what="all retries to fail",
     )
     assert [a["outcome"] for a in failed[0]["attempts"]] == ["connection_failed"] * 4

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 
+import requests
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -54,8 +55,6 @@ def test_non_atomic_pins_can_let_several_win(make_server: ServerFactory) -> None
 def test_pins_add_fault_injected_while_running(
     server: ThreadedLocalSlack, client_for: Callable[[str], WebClient]
 ) -> None:
-    import requests
-
     url = server.url + "/admin/faults"
     fault = {"errors": [{"method": "pins.add", "error": "internal_error", "count": 2}]}
     assert requests.put(url, json=fault, timeout=5).json()["ok"]

@@ -3,10 +3,12 @@ every app in the channel, redelivery of unacked envelopes, reconnects."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from aiohttp import ClientSession
 from slack_sdk import WebClient
 
 from tests.conftest import ALICE, APP_A, APP_B, BOT_A, BOT_B, OPS, ServerFactory
@@ -84,8 +86,11 @@ def test_acked_envelope_is_not_redelivered(
     client_for(ALICE).chat_postMessage(channel=OPS, text="once")
     wait_for(lambda: box.texts(), what="the event")
     mine = wait_for(
-        lambda: [d for d in server.call(lambda: server.server.log.list("A0TROUPEA"))
-                 if d["state"] != "pending"],
+        lambda: [
+            d
+            for d in server.call(lambda: server.server.log.list("A0TROUPEA"))
+            if d["state"] != "pending"
+        ],
         what="the delivery to settle",
     )
     assert [d["state"] for d in mine] == ["delivered"]
@@ -104,10 +109,6 @@ def test_an_app_mention_reaches_only_the_mentioned_app(
 
 
 def test_eleventh_connection_is_told_too_many_websockets(server: ThreadedLocalSlack) -> None:
-    import json
-
-    from aiohttp import ClientSession
-
     web = WebClient(token=APP_A, base_url=server.api_url)
     urls = [web.apps_connections_open(app_token=APP_A)["url"] for _ in range(11)]
 
@@ -151,8 +152,10 @@ def test_refresh_disconnect_makes_the_client_reconnect(
     before = server.call(lambda: [c.id for c in server.server.hub.conns["A0TROUPEA"]])
     server.run(server.server.hub.disconnect_all("refresh_requested"))
     wait_for(
-        lambda: server.call(lambda: [c.id for c in server.server.hub.conns["A0TROUPEA"]])
-        not in ([], before),
+        lambda: (
+            server.call(lambda: [c.id for c in server.server.hub.conns["A0TROUPEA"]])
+            not in ([], before)
+        ),
         what="a new connection",
     )
     client_for(ALICE).chat_postMessage(channel=OPS, text="still here")

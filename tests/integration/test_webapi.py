@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from tests.conftest import ALICE, APP_A, BOT_A, BOT_B, OPS
 from troupe.localslack.server import ThreadedLocalSlack
+from troupe.localslack.workspace import default_workspace
 
 Clients = Callable[[str], WebClient]
 
@@ -28,7 +29,7 @@ def test_auth_test_for_bot_and_person(client_for: Clients) -> None:
     assert "pins:write" in bot.headers["x-oauth-scopes"]
     person = client_for(ALICE).auth_test()
     assert (person["user_id"], person["user"]) == ("U0ALICE", "alice")
-    assert "bot_id" not in person.data  # type: ignore[operator]
+    assert "bot_id" not in person.data
 
 
 def test_bad_and_missing_tokens(server: ThreadedLocalSlack, client_for: Clients) -> None:
@@ -95,14 +96,13 @@ def test_post_message_errors(client_for: Clients) -> None:
     assert error_of(lambda: bot.chat_postMessage(channel=OPS, text="a" * 40_001)) == (
         "msg_too_long"
     )
-    assert error_of(
-        lambda: bot.chat_postMessage(channel=OPS, text="x", thread_ts="1234567890.123456")
-    ) == "thread_not_found"
+    assert (
+        error_of(lambda: bot.chat_postMessage(channel=OPS, text="x", thread_ts="1234567890.123456"))
+        == "thread_not_found"
+    )
 
 
 def test_not_in_channel_until_joined(make_server: Callable[..., ThreadedLocalSlack]) -> None:
-    from troupe.localslack.workspace import default_workspace
-
     base = default_workspace()
     ops = base.channels[0].model_copy(update={"members": ["U0ALICE"]})
     server = make_server(base.model_copy(update={"channels": [ops]}))
@@ -116,8 +116,11 @@ def test_not_in_channel_until_joined(make_server: Callable[..., ThreadedLocalSla
     assert bot.chat_postMessage(channel=OPS, text="hi")["ok"]
     kinds = [m.get("subtype") for m in bot.conversations_history(channel=OPS)["messages"]]
     assert kinds == [None, "channel_join"]
-    pin = error_of(lambda: bot.pins_add(channel=OPS, timestamp=bot.conversations_history(
-        channel=OPS)["messages"][1]["ts"]))
+    pin = error_of(
+        lambda: bot.pins_add(
+            channel=OPS, timestamp=bot.conversations_history(channel=OPS)["messages"][1]["ts"]
+        )
+    )
     assert pin == "not_pinnable"
 
 
@@ -181,13 +184,15 @@ def test_reactions(client_for: Clients) -> None:
     b.reactions_add(channel=OPS, timestamp=ts, name=":white_check_mark:")
     got = a.reactions_get(channel=OPS, timestamp=ts)["message"]["reactions"]
     assert got == [{"name": "white_check_mark", "users": ["U0TROUPEA", "U0TROUPEB"], "count": 2}]
-    assert error_of(
-        lambda: a.reactions_add(channel=OPS, timestamp=ts, name="white_check_mark")
-    ) == "already_reacted"
+    assert (
+        error_of(lambda: a.reactions_add(channel=OPS, timestamp=ts, name="white_check_mark"))
+        == "already_reacted"
+    )
     a.reactions_remove(channel=OPS, timestamp=ts, name="white_check_mark")
-    assert error_of(
-        lambda: a.reactions_remove(channel=OPS, timestamp=ts, name="white_check_mark")
-    ) == "no_reaction"
+    assert (
+        error_of(lambda: a.reactions_remove(channel=OPS, timestamp=ts, name="white_check_mark"))
+        == "no_reaction"
+    )
     assert error_of(lambda: a.reactions_add(channel=OPS, timestamp=ts, name="")) == "invalid_name"
     assert error_of(lambda: a.reactions_get(channel=OPS, timestamp="1234567890.000001")) == (
         "message_not_found"

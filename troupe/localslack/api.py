@@ -74,15 +74,17 @@ class Args:
     def __init__(self, raw: dict[str, Any]) -> None:
         self.raw = raw
 
-    def str(self, name: str) -> str | None:
+    def get(self, name: str) -> str | None:
         value = self.raw.get(name)
         return None if value is None or value == "" else str(value)
 
-    def bool(self, name: str) -> bool:
+    def flag(self, name: str) -> bool:
         value = self.raw.get(name)
         return value is True or str(value).lower() in ("1", "true")
 
-    def int(self, name: str, default: int, lo: int, hi: int, error: str = "invalid_limit") -> int:
+    def number(
+        self, name: str, default: int, lo: int, hi: int, error: str = "invalid_limit"
+    ) -> int:
         value = self.raw.get(name)
         if value in (None, ""):
             return default
@@ -200,7 +202,7 @@ class WebApi:
 
     async def _misbehave(self, name: str, caller: Caller, args: Args) -> None:
         """Slack's rate limits, then the faults an operator injected."""
-        wait = self.limiter.check(caller.owner, name, args.str("channel"), time.monotonic())
+        wait = self.limiter.check(caller.owner, name, args.get("channel"), time.monotonic())
         if wait:
             raise ApiError("ratelimited", 429, retry_after=wait)
         if self.faults.latency_ms:
@@ -219,7 +221,7 @@ class WebApi:
         return self.store.channel(ref)
 
     def writable_channel(self, caller: Caller, args: Args) -> ChannelState:
-        state = self.resolve_channel(args.str("channel"))
+        state = self.resolve_channel(args.get("channel"))
         if caller.user_id not in state.members:
             raise ApiError("not_in_channel")
         return state
@@ -230,7 +232,7 @@ class WebApi:
         if blocks is not None and not all("type" in b for b in blocks):
             raise ApiError("invalid_blocks")
         attachments = args.json_list("attachments", "invalid_attachments")
-        text = args.str("text") or ""
+        text = args.get("text") or ""
         if not text and not blocks and not attachments:
             raise ApiError("no_text")
         return {"text": text, "blocks": blocks, "attachments": attachments}
@@ -246,7 +248,9 @@ class WebApi:
         return shown
 
     def post_as(self, caller: Caller, state: ChannelState, content: JSON, **extra: Any) -> JSON:
-        msg = Message(ts="", user=caller.user_id, text="", app_id=caller.app.id if caller.app else None)
+        msg = Message(
+            ts="", user=caller.user_id, text="", app_id=caller.app.id if caller.app else None
+        )
         for key, value in {**content, **extra}.items():
             setattr(msg, key, value)
         if msg.reply_broadcast and msg.thread_ts:
@@ -258,7 +262,9 @@ class WebApi:
         msg = self.store.update(state, ts, user, change)
         new = self.store.render(state, msg)
         event_ts = msg.edited["ts"] if msg.edited else msg.ts
-        self.publisher.event(state.members, events.message_changed(state.info.id, new, old, event_ts))
+        self.publisher.event(
+            state.members, events.message_changed(state.info.id, new, old, event_ts)
+        )
         return new
 
 
@@ -307,25 +313,25 @@ async def chat_post_message(api: WebApi, caller: Caller, args: Args) -> JSON:
         caller,
         state,
         content,
-        thread_ts=args.str("thread_ts"),
-        reply_broadcast=args.bool("reply_broadcast"),
+        thread_ts=args.get("thread_ts"),
+        reply_broadcast=args.flag("reply_broadcast"),
     )
     return {"channel": state.info.id, "ts": shown["ts"], "message": shown}
 
 
 @method("chat.update")
 async def chat_update(api: WebApi, caller: Caller, args: Args) -> JSON:
-    state = api.resolve_channel(args.str("channel"))
+    state = api.resolve_channel(args.get("channel"))
     change = {k: v for k, v in api.content(args).items() if v is not None}
-    new = api.change_message(state, args.str("ts"), caller.user_id, change)
+    new = api.change_message(state, args.get("ts"), caller.user_id, change)
     return {"channel": state.info.id, "ts": new["ts"], "text": new["text"], "message": new}
 
 
 @method("chat.delete")
 async def chat_delete(api: WebApi, caller: Caller, args: Args) -> JSON:
-    state = api.resolve_channel(args.str("channel"))
-    old = api.store.render(state, api.store.message(state, args.str("ts")))
-    api.store.delete(state, args.str("ts"), caller.user_id)
+    state = api.resolve_channel(args.get("channel"))
+    old = api.store.render(state, api.store.message(state, args.get("ts")))
+    api.store.delete(state, args.get("ts"), caller.user_id)
     event_ts = api.store.event_ts()
     api.publisher.event(state.members, events.message_deleted(state.info.id, old, event_ts))
     return {"channel": state.info.id, "ts": old["ts"]}
@@ -334,7 +340,7 @@ async def chat_delete(api: WebApi, caller: Caller, args: Args) -> JSON:
 @method("chat.postEphemeral")
 async def chat_post_ephemeral(api: WebApi, caller: Caller, args: Args) -> JSON:
     state = api.writable_channel(caller, args)
-    user = args.str("user")
+    user = args.get("user")
     if user not in state.members:
         raise ApiError("user_not_in_channel")
     content = api.content(args)
@@ -349,7 +355,7 @@ async def chat_post_ephemeral(api: WebApi, caller: Caller, args: Args) -> JSON:
 @method("pins.add")
 async def pins_add(api: WebApi, caller: Caller, args: Args) -> JSON:
     state = api.writable_channel(caller, args)
-    msg = api.store.check_pinnable(state, args.str("timestamp"))
+    msg = api.store.check_pinnable(state, args.get("timestamp"))
     if api.faults.non_atomic_pins_ms:
         # Simulated non-atomic server: the check above and the write below are apart in time.
         await asyncio.sleep(api.faults.non_atomic_pins_ms / 1000)
@@ -361,7 +367,7 @@ async def pins_add(api: WebApi, caller: Caller, args: Args) -> JSON:
 @method("pins.remove")
 async def pins_remove(api: WebApi, caller: Caller, args: Args) -> JSON:
     state = api.writable_channel(caller, args)
-    msg = api.store.unpin(state, args.str("timestamp"))
+    msg = api.store.unpin(state, args.get("timestamp"))
     _publish_pin(api, state, msg, "pin_removed", caller.user_id, int(time.time()), caller.user_id)
     return {}
 
@@ -381,7 +387,7 @@ def _publish_pin(
 
 @method("pins.list")
 async def pins_list(api: WebApi, caller: Caller, args: Args) -> JSON:
-    state = api.resolve_channel(args.str("channel"))
+    state = api.resolve_channel(args.get("channel"))
     items = []
     for msg, pin in iter_pins(state):
         shown = api.store.render(state, msg)
@@ -416,10 +422,10 @@ async def reactions_remove(api: WebApi, caller: Caller, args: Args) -> JSON:
 
 
 def _react(api: WebApi, caller: Caller, args: Args, kind: str) -> JSON:
-    state = api.resolve_channel(args.str("channel"))
-    name = args.str("name")
+    state = api.resolve_channel(args.get("channel"))
+    name = args.get("name")
     change = api.store.react if kind == "reaction_added" else api.store.unreact
-    msg = change(state, args.str("timestamp"), caller.user_id, name)
+    msg = change(state, args.get("timestamp"), caller.user_id, name)
     emoji = (name or "").strip(":")
     shown = api.store.render(state, msg)
     event = events.reaction(kind, caller.user_id, emoji, state.info.id, shown, api.store.event_ts())
@@ -429,8 +435,8 @@ def _react(api: WebApi, caller: Caller, args: Args, kind: str) -> JSON:
 
 @method("reactions.get")
 async def reactions_get(api: WebApi, caller: Caller, args: Args) -> JSON:
-    state = api.resolve_channel(args.str("channel"))
-    msg = api.store.message(state, args.str("timestamp"))
+    state = api.resolve_channel(args.get("channel"))
+    msg = api.store.message(state, args.get("timestamp"))
     shown = api.store.render(state, msg)
     shown["permalink"] = _permalink(api, state, msg)
     return {"type": "message", "channel": state.info.id, "message": shown}
@@ -441,17 +447,17 @@ async def reactions_get(api: WebApi, caller: Caller, args: Args) -> JSON:
 
 def _window(args: Args) -> Window:
     for name in ("latest", "oldest"):
-        value = args.str(name)
+        value = args.get(name)
         if value is not None and not is_ts(value) and not value.isdigit():
             raise ApiError(f"invalid_ts_{name}")
-    cursor = args.str("cursor")
+    cursor = args.get("cursor")
     if cursor:
         decode_cursor(cursor)
     return Window(
-        latest=_as_ts(args.str("latest")),
-        oldest=_as_ts(args.str("oldest")),
-        inclusive=args.bool("inclusive"),
-        limit=args.int("limit", 100, 1, 999),
+        latest=_as_ts(args.get("latest")),
+        oldest=_as_ts(args.get("oldest")),
+        inclusive=args.flag("inclusive"),
+        limit=args.number("limit", 100, 1, 999),
         cursor=cursor,
     )
 
@@ -480,7 +486,7 @@ async def conversations_history(api: WebApi, caller: Caller, args: Args) -> JSON
 @method("conversations.replies")
 async def conversations_replies(api: WebApi, caller: Caller, args: Args) -> JSON:
     state = api.writable_channel(caller, args)
-    page = api.store.replies(state, args.str("ts"), _window(args))
+    page = api.store.replies(state, args.get("ts"), _window(args))
     return {
         "messages": [api.store.render(state, m) for m in page.messages],
         "has_more": page.has_more,
@@ -518,18 +524,18 @@ def _channel_json(api: WebApi, state: ChannelState, caller: Caller) -> JSON:
 
 @method("conversations.info")
 async def conversations_info(api: WebApi, caller: Caller, args: Args) -> JSON:
-    state = api.resolve_channel(args.str("channel"))
+    state = api.resolve_channel(args.get("channel"))
     return {"channel": _channel_json(api, state, caller)}
 
 
 @method("conversations.list")
 async def conversations_list(api: WebApi, caller: Caller, args: Args) -> JSON:
-    types = set((args.str("types") or "public_channel").split(","))
+    types = set((args.get("types") or "public_channel").split(","))
     if not types <= {"public_channel", "private_channel", "mpim", "im"}:
         raise ApiError("invalid_types")
-    limit = args.int("limit", 100, 1, 1000)
+    limit = args.number("limit", 100, 1, 1000)
     states = list(api.store.channels.values()) if "public_channel" in types else []
-    cursor = args.str("cursor")
+    cursor = args.get("cursor")
     if cursor:
         after = _decode_id_cursor(cursor)
         states = [s for s in states if s.info.id > after]
@@ -556,7 +562,7 @@ def _decode_id_cursor(cursor: str) -> str:
 
 @method("conversations.join")
 async def conversations_join(api: WebApi, caller: Caller, args: Args) -> JSON:
-    state = api.resolve_channel(args.str("channel"))
+    state = api.resolve_channel(args.get("channel"))
     if not api.store.join(state, caller.user_id):
         warning = "already_in_channel"
         return {
@@ -578,7 +584,7 @@ async def conversations_join(api: WebApi, caller: Caller, args: Args) -> JSON:
 
 @method("users.info")
 async def users_info(api: WebApi, caller: Caller, args: Args) -> JSON:
-    user_id = args.str("user") or ""
+    user_id = args.get("user") or ""
     person = api.ws.user(user_id)
     app = api.ws.app_by_bot_user(user_id)
     if person is None and app is None:
@@ -617,8 +623,8 @@ async def localslack_click(api: WebApi, caller: Caller, args: Args) -> JSON:
     `block_actions` to the app that posted the message. Arguments: channel, ts,
     action_id (and optionally value, to pick one of several buttons with that id)."""
     state = api.writable_channel(caller, args)
-    msg = api.store.message(state, args.str("ts"))
-    button, block_id = _find_button(msg, args.str("action_id"), args.str("value"))
+    msg = api.store.message(state, args.get("ts"))
+    button, block_id = _find_button(msg, args.get("action_id"), args.get("value"))
     app = api.store.app_of(msg)
     if app is None:
         raise ApiError("not_an_app_message")
@@ -633,7 +639,7 @@ async def localslack_click(api: WebApi, caller: Caller, args: Args) -> JSON:
 
 def _find_button(msg: Message, action_id: str | None, value: str | None) -> tuple[JSON, str]:
     for block in msg.blocks or []:
-        elements = list(block.get("elements") or []) + [block.get("accessory") or {}]
+        elements = [*(block.get("elements") or []), block.get("accessory") or {}]
         for element in elements:
             if (
                 element.get("type") == "button"

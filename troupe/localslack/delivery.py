@@ -18,6 +18,7 @@ import secrets
 import time
 import uuid
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -32,6 +33,14 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 Kind = Literal["events_api", "interactive"]
 MAX_CONNECTIONS = 10  # per app, as on Slack
+_background: set[asyncio.Task[Any]] = set()
+
+
+def spawn(coro: Coroutine[Any, Any, Any]) -> None:
+    """Run `coro` in the background, keeping a reference so it is not garbage-collected."""
+    task = asyncio.ensure_future(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 @dataclass(frozen=True)
@@ -171,9 +180,7 @@ class SocketHub:
                 delivery.state = "delivered"
 
     def _refresh(self, conn: SocketConnection) -> None:
-        asyncio.ensure_future(
-            conn.ws.send_json(_disconnect("refresh_requested", conn.app_id, 0))
-        )
+        spawn(conn.ws.send_json(_disconnect("refresh_requested", conn.app_id, 0)))
 
     async def disconnect_all(self, reason: str = "refresh_requested") -> int:
         """Ask every client to reconnect (Slack's periodic refresh, or link_disabled)."""
@@ -205,7 +212,7 @@ class SocketHub:
             self._retry_later(delivery, "connection_failed")
             return
         envelope = _envelope(delivery, attempt.n, retry_reason)
-        asyncio.ensure_future(self._send(conn, envelope, attempt))
+        spawn(self._send(conn, envelope, attempt))
         timer = asyncio.get_running_loop().call_later(
             self.timing.ack_timeout, self._timed_out, delivery
         )
@@ -297,7 +304,7 @@ class HttpSender:
     def deliver(self, app: App, kind: Kind, payload: JSON) -> Delivery:
         event_id = str(payload.get("event_id") or uuid.uuid4())
         delivery = Delivery(event_id, app.id, kind, _label(kind, payload), payload)
-        asyncio.ensure_future(self._run(app, self.log.add(delivery)))
+        spawn(self._run(app, self.log.add(delivery)))
         return delivery
 
     async def _run(self, app: App, delivery: Delivery) -> None:
@@ -382,7 +389,9 @@ class Publisher:
         now = time.time()
         for app in self.workspace.apps:
             if app.bot_user_id in members and (only is None or app.bot_user_id in only):
-                self.send(app, "events_api", event_callback(self.workspace, app, event, event_id, now))
+                self.send(
+                    app, "events_api", event_callback(self.workspace, app, event, event_id, now)
+                )
 
     def send(self, app: App, kind: Kind, payload: JSON) -> Delivery:
         transport = self.http if app.http_url else self.hub

@@ -111,7 +111,9 @@ def member_joined(user: str, channel: str, team: str, event_ts: str) -> JSON:
 
 def event_callback(ws: Workspace, app: App, event: JSON, event_id: str, now: float) -> JSON:
     """The envelope the Events API POSTs (and Socket Mode wraps) for one app."""
-    channel = event.get("channel") or event.get("channel_id") or event.get("item", {}).get("channel")
+    channel = (
+        event.get("channel") or event.get("channel_id") or event.get("item", {}).get("channel")
+    )
     return {
         "token": "verification-token",
         "team_id": ws.team.id,

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import threading
 import time
@@ -122,7 +121,7 @@ class LocalSlack:
             return
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(self.store.snapshot()), encoding="utf-8")
-        os.replace(tmp, path)
+        tmp.replace(path)
         self._saved_calls = self.api.calls.total()
 
     async def _autosave_loop(self) -> None:
@@ -171,7 +170,10 @@ class LocalSlack:
 
     async def _index(self, request: web.Request) -> web.Response:
         ws = self.store.workspace
-        lines = [f"localslack: workspace {ws.team.name} ({ws.team.id})", f"Web API: {self.url}/api/"]
+        lines = [
+            f"localslack: workspace {ws.team.name} ({ws.team.id})",
+            f"Web API: {self.url}/api/",
+        ]
         return web.Response(text="\n".join(lines) + "\n")
 
 
@@ -230,7 +232,9 @@ def _bound_address(runner: web.AppRunner) -> tuple[str, int]:
     return str(server[0]), int(server[1])
 
 
-def _json_view(fn: Callable[[web.Request], Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
+def _json_view(
+    fn: Callable[[web.Request], Any],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def view(request: web.Request) -> web.Response:
         return web.json_response(fn(request))
 
@@ -317,7 +321,9 @@ class Admin:
             if scale >= 0:
                 self.server.api.limiter = RateLimiter(scale)
                 return web.json_response({"ok": True, "scale": scale})
-        return web.json_response({"ok": False, "error": 'expected {"scale": number >= 0}'}, 400)
+        return web.json_response(
+            {"ok": False, "error": 'expected {"scale": number >= 0}'}, status=400
+        )
 
     async def drop_sockets(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "dropped": self.server.hub.drop_all()})

@@ -361,7 +361,9 @@ class Window:
     def _in_range(self, ts: str) -> bool:
         if self.latest and (ts > self.latest or (ts == self.latest and not self.inclusive)):
             return False
-        return not (self.oldest and (ts < self.oldest or (ts == self.oldest and not self.inclusive)))
+        return not (
+            self.oldest and (ts < self.oldest or (ts == self.oldest and not self.inclusive))
+        )
 
 
 def format_ts(micros: int) -> str:

@@ -144,7 +144,7 @@ def default_workspace() -> Workspace:
     ]
     return Workspace(
         team=Team(id="T0TROUPE", name="troupe-dev"),
-        users=[User(id="U0ALICE", name="alice", token="xoxp-alice", real_name="Alice")],
+        users=[User(id="U0ALICE", name="alice", token="xoxp-alice", real_name="Alice")],  # noqa: S106
         channels=[
             Channel(
                 id="C0OPS00001",
