@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +31,7 @@ class Receiver:
 
     statuses: list[int] = field(default_factory=list)  # answered in order, then 200
     no_retry: bool = False
+    stalls: list[float] = field(default_factory=list)  # seconds to wait before answering
     got: list[Received] = field(default_factory=list)
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
@@ -39,6 +41,8 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.got.append(Received(body, {k.lower(): v for k, v in self.headers.items()}))
+                if receiver.stalls:
+                    time.sleep(receiver.stalls.pop(0))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
                 if receiver.no_retry:
@@ -135,3 +139,21 @@ def test_unreachable_receiver_is_retried_then_given_up(make_server: ServerFactor
         what="all retries to fail",
     )
     assert [a["outcome"] for a in failed[0]["attempts"]] == ["connection_failed"] * 4
+
+
+def test_a_slow_receiver_times_out_and_is_retried(
+    make_server: ServerFactory, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    state.stalls = [1.5]  # longer than the server's http_timeout (1 s in tests, 3 s on Slack)
+    server = make_server(http_workspace(url))
+    post(server, "slow")
+    wait_for(lambda: len(state.got) >= 2, what="a retry after the timeout")
+    assert state.got[1].headers["x-slack-retry-reason"] == "http_timeout"
+    settled = wait_for(
+        lambda: [
+            d for d in server.call(lambda: server.server.log.list()) if d["state"] != "pending"
+        ],
+        what="the delivery to settle",
+    )
+    assert [a["outcome"] for a in settled[0]["attempts"]] == ["http_timeout", "ok"]
