@@ -257,6 +257,13 @@ class WebApi:
             msg.subtype = "thread_broadcast"
         return self.publish_message(state, self.store.post(state, msg))
 
+    def remove_message(self, state: ChannelState, ts: str | None, user: str) -> JSON:
+        old = self.store.render(state, self.store.message(state, ts))
+        self.store.delete(state, ts, user)
+        event = events.message_deleted(state.info.id, old, self.store.event_ts())
+        self.publisher.event(state.members, event)
+        return old
+
     def change_message(self, state: ChannelState, ts: str | None, user: str, change: JSON) -> JSON:
         old = self.store.render(state, self.store.message(state, ts))
         msg = self.store.update(state, ts, user, change)
@@ -330,10 +337,7 @@ async def chat_update(api: WebApi, caller: Caller, args: Args) -> JSON:
 @method("chat.delete")
 async def chat_delete(api: WebApi, caller: Caller, args: Args) -> JSON:
     state = api.resolve_channel(args.get("channel"))
-    old = api.store.render(state, api.store.message(state, args.get("ts")))
-    api.store.delete(state, args.get("ts"), caller.user_id)
-    event_ts = api.store.event_ts()
-    api.publisher.event(state.members, events.message_deleted(state.info.id, old, event_ts))
+    old = api.remove_message(state, args.get("ts"), caller.user_id)
     return {"channel": state.info.id, "ts": old["ts"]}
 
 
@@ -714,7 +718,7 @@ def _respond(api: WebApi, target: ResponseTarget, body: JSON) -> None:
     app = next(a for a in api.ws.apps if a.id == target.app_id)
     bot = Caller("bot", app.bot_user_id, app)
     if body.get("delete_original"):
-        api.store.delete(state, target.message_ts, app.bot_user_id)
+        api.remove_message(state, target.message_ts, app.bot_user_id)
         return
     content = api.content(Args(body))
     if body.get("replace_original"):
