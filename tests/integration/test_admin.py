@@ -118,3 +118,19 @@ def test_websocket_ping_gets_a_pong_with_the_same_payload(server: ThreadedLocalS
             return bytes(frame.data)
 
     assert server.run(ping()) == b"session:1700000000.0"
+
+
+def test_a_frame_that_is_not_an_object_does_not_kill_the_socket(server: ThreadedLocalSlack) -> None:
+    url = WebClient(base_url=server.api_url).apps_connections_open(app_token=APP_A)["url"]
+
+    async def send_junk() -> bool:
+        session = aiohttp.ClientSession()
+        async with session, session.ws_connect(url, autoping=False) as ws:
+            await ws.receive()  # hello
+            await ws.send_str("[1]")
+            await ws.send_str("not json")
+            await ws.ping(b"alive?")
+            frame = await ws.receive(timeout=5)
+            return frame.type == aiohttp.WSMsgType.PONG  # still served after the junk
+
+    assert server.run(send_junk())

@@ -135,3 +135,16 @@ def test_port_in_use_is_reported_clearly() -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_state_file_in_a_missing_directory_is_refused_at_start(tmp_path: Path) -> None:
+    state = tmp_path / "no-such-dir" / "slack.json"
+    result = subprocess.run(
+        [*TROUPE, "localslack", "--port", "0", "--state", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert f"cannot write state file {state}" in result.stderr
+    assert "Traceback" not in result.stderr

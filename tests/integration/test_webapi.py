@@ -246,3 +246,32 @@ def test_conversations_info_list_and_users(client_for: Clients) -> None:
 def test_apps_connections_open_gives_a_ws_url(server: ThreadedLocalSlack) -> None:
     url = WebClient(base_url=server.api_url).apps_connections_open(app_token=APP_A)["url"]
     assert url.startswith(server.url.replace("http", "ws") + "/link/?ticket=")
+
+
+def test_deleting_a_thread_parent_leaves_a_tombstone(client_for: Clients) -> None:
+    alice, bot = client_for(ALICE), client_for(BOT_A)
+    parent = alice.chat_postMessage(channel=OPS, text="deploy")["ts"]
+    reply = bot.chat_postMessage(channel=OPS, text="claimed", thread_ts=parent)["ts"]
+    alice.chat_delete(channel=OPS, ts=parent)
+    thread = bot.conversations_replies(channel=OPS, ts=reply)["messages"]
+    assert [(m.get("subtype"), m["text"]) for m in thread] == [
+        ("tombstone", "This message was deleted."),
+        (None, "claimed"),
+    ]
+    again = bot.chat_postMessage(channel=OPS, text="still threads", thread_ts=reply)
+    assert again["message"]["thread_ts"] == parent
+
+
+def test_channel_by_name_shares_the_id_budget(
+    make_server: Callable[..., ThreadedLocalSlack],
+) -> None:
+    server = make_server(rate_limit_scale=1)
+    alice = WebClient(token=ALICE, base_url=server.api_url)
+    codes = []
+    for ref in [OPS, "#ops", "ops"] * 3:
+        try:
+            alice.chat_postMessage(channel=ref, text="x")
+            codes.append(200)
+        except SlackApiError as exc:
+            codes.append(exc.response.status_code)
+    assert codes[:5] == [200] * 5 and 429 in codes  # one burst of 5, whatever the spelling

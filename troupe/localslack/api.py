@@ -202,7 +202,8 @@ class WebApi:
 
     async def _misbehave(self, name: str, caller: Caller, args: Args) -> None:
         """Slack's rate limits, then the faults an operator injected."""
-        wait = self.limiter.check(caller.owner, name, args.get("channel"), time.monotonic())
+        channel = self._channel_id(args.get("channel"))
+        wait = self.limiter.check(caller.owner, name, channel, time.monotonic())
         if wait:
             raise ApiError("ratelimited", 429, retry_after=wait)
         if self.faults.latency_ms:
@@ -213,12 +214,15 @@ class WebApi:
 
     # ---- helpers shared by methods --------------------------------------------------------
 
-    def resolve_channel(self, ref: str | None) -> ChannelState:
+    def _channel_id(self, ref: str | None) -> str | None:
         """Channels may be named by ID or by `#name`, as chat.postMessage allows."""
         if ref and not ref.startswith("C"):
             name = ref.lstrip("#")
-            ref = next((c.id for c in self.ws.channels if c.name == name), ref)
-        return self.store.channel(ref)
+            return next((c.id for c in self.ws.channels if c.name == name), ref)
+        return ref
+
+    def resolve_channel(self, ref: str | None) -> ChannelState:
+        return self.store.channel(self._channel_id(ref))
 
     def writable_channel(self, caller: Caller, args: Args) -> ChannelState:
         state = self.resolve_channel(args.get("channel"))
@@ -709,7 +713,9 @@ async def respond(api: WebApi, token: str, body: JSON) -> Reply:
     try:
         _respond(api, target, body)
     except ApiError as exc:
+        api.calls[("response_url", exc.code)] += 1
         return Reply({"ok": False, "error": exc.code}, 400)
+    api.calls[("response_url", "ok")] += 1  # counted, so autosave notices the change
     return Reply({"ok": True})
 
 

@@ -170,14 +170,17 @@ class SocketHub:
             conns.remove(conn)
 
     def _on_text(self, conn: SocketConnection, data: str) -> None:
-        with contextlib.suppress(ValueError, TypeError):
-            envelope_id = json.loads(data).get("envelope_id")
-            waiting = self._waiting.pop(str(envelope_id), None)
-            if waiting is not None:
-                delivery, timer = waiting
-                timer.cancel()
-                delivery.attempts[-1].outcome = "acked"
-                delivery.state = "delivered"
+        frame: Any = None
+        with contextlib.suppress(ValueError):
+            frame = json.loads(data)
+        if not isinstance(frame, dict):
+            return  # not an ack; Slack ignores what it does not understand
+        waiting = self._waiting.pop(str(frame.get("envelope_id")), None)
+        if waiting is not None:
+            delivery, timer = waiting
+            timer.cancel()
+            delivery.attempts[-1].outcome = "acked"
+            delivery.state = "delivered"
 
     def _refresh(self, conn: SocketConnection) -> None:
         spawn(conn.ws.send_json(_disconnect("refresh_requested", conn.app_id, 0)))

@@ -1,7 +1,7 @@
 """Fault injection: what can go wrong on purpose, and when (pure; randomness is passed in).
 
 Set at start (`troupe localslack --error ... --latency ... --non-atomic-pins ...`) or while
-running (`POST /admin/faults`). Tests use it to prove the bot survives Slack misbehaving.
+running (`PUT /admin/faults`). Tests use it to prove the bot survives Slack misbehaving.
 """
 
 from __future__ import annotations

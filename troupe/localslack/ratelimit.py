@@ -32,7 +32,6 @@ TIERS = {
 SPECIAL = {
     "chat.postMessage": Limit(60, 5, per_channel=True),  # ~1 message/s per channel
     "auth.test": Limit(600, 100),
-    "api.test": Limit(6000, 1000),
 }
 
 # From Slack's per-method tiers (see shared/slack/spec/java-sdk_rate_limit_tiers.json).

@@ -82,6 +82,7 @@ class LocalSlack:
 
     async def start(self) -> None:
         self._load_state()
+        self.save_state()  # fail now, not at the first autosave, if the path is not writable
         self._runner = web.AppRunner(self.web_app(), handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
@@ -99,11 +100,13 @@ class LocalSlack:
     async def stop(self) -> None:
         if self._autosave is not None:
             self._autosave.cancel()
-        self.save_state()
-        await self.hub.disconnect_all("link_disabled")
-        await self.http.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        try:
+            self.save_state()
+        finally:
+            await self.hub.disconnect_all("link_disabled")
+            await self.http.close()
+            if self._runner is not None:
+                await self._runner.cleanup()
 
     def _load_state(self) -> None:
         path = self.settings.state_path
@@ -111,6 +114,8 @@ class LocalSlack:
             return
         try:
             self.store.restore(json.loads(path.read_text(encoding="utf-8")))
+        except OSError as exc:
+            raise LocalSlackError(f"cannot read state file {path}: {exc.strerror}") from exc
         except (ValueError, KeyError, TypeError) as exc:
             raise LocalSlackError(f"{path}: not a localslack state file ({exc})") from exc
 
@@ -120,15 +125,21 @@ class LocalSlack:
         if path is None:
             return
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.store.snapshot()), encoding="utf-8")
-        tmp.replace(path)
+        try:
+            tmp.write_text(json.dumps(self.store.snapshot()), encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:
+            raise LocalSlackError(f"cannot write state file {path}: {exc.strerror}") from exc
         self._saved_calls = self.api.calls.total()
 
     async def _autosave_loop(self) -> None:
         while True:
             await asyncio.sleep(AUTOSAVE_SECONDS)
             if self.api.calls.total() != self._saved_calls:
-                self.save_state()
+                try:
+                    self.save_state()
+                except LocalSlackError as exc:
+                    log.warning("%s (will retry)", exc)
 
     # ---- routes --------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -157,8 +157,12 @@ class Store:
         msg = self.message(state, ts)
         if msg.user != user:
             raise ApiError("cant_delete_message")
-        del state.messages[msg.ts]
         state.pins.pop(msg.ts, None)
+        if msg.replies:
+            # Slack keeps a deleted thread parent as a tombstone so its replies stay reachable.
+            state.messages[msg.ts] = tombstone(msg)
+            return msg
+        del state.messages[msg.ts]
         if msg.is_reply:
             parent = state.messages.get(msg.thread_ts or "")
             if parent is not None:
@@ -217,8 +221,9 @@ class Store:
 
     def history(self, state: ChannelState, window: Window) -> Page:
         """Top-level messages (and thread broadcasts), newest first."""
-        shown = [m for m in state.messages.values() if not m.is_reply or m.reply_broadcast]
-        shown.reverse()
+        shown = (
+            m for m in reversed(state.messages.values()) if not m.is_reply or m.reply_broadcast
+        )
         return window.page(shown, newest_first=True)
 
     def replies(self, state: ChannelState, ts: str | None, window: Window) -> Page:
@@ -349,14 +354,18 @@ class Window:
     limit: int = 100
     cursor: str | None = None
 
-    def page(self, items: list[Message], newest_first: bool) -> Page:
-        chosen = [m for m in items if self._in_range(m.ts)]
-        if self.cursor:
-            after = decode_cursor(self.cursor)
-            chosen = [m for m in chosen if (m.ts < after if newest_first else m.ts > after)]
-        page = chosen[: self.limit]
-        more = len(chosen) > self.limit
-        return Page(page, encode_cursor(page[-1].ts) if more and page else "")
+    def page(self, items: Iterable[Message], newest_first: bool) -> Page:
+        """Up to `limit` items in range and past the cursor; stops reading once it knows
+        whether there is more, so the newest page of a long channel is cheap."""
+        after = decode_cursor(self.cursor) if self.cursor else None
+        page: list[Message] = []
+        for msg in items:
+            if not self._in_range(msg.ts) or not _past(msg.ts, after, newest_first):
+                continue
+            if len(page) == self.limit:
+                return Page(page, encode_cursor(page[-1].ts))
+            page.append(msg)
+        return Page(page, "")
 
     def _in_range(self, ts: str) -> bool:
         if self.latest and (ts > self.latest or (ts == self.latest and not self.inclusive)):
@@ -364,6 +373,23 @@ class Window:
         return not (
             self.oldest and (ts < self.oldest or (ts == self.oldest and not self.inclusive))
         )
+
+
+def _past(ts: str, cursor: str | None, newest_first: bool) -> bool:
+    if cursor is None:
+        return True
+    return ts < cursor if newest_first else ts > cursor
+
+
+def tombstone(msg: Message) -> Message:
+    return Message(
+        ts=msg.ts,
+        user="USLACKBOT",
+        text="This message was deleted.",
+        thread_ts=msg.thread_ts,
+        subtype="tombstone",
+        replies=msg.replies,
+    )
 
 
 def format_ts(micros: int) -> str:
