@@ -25,9 +25,11 @@ def load_model(path: str | Path, model: type[M]) -> M:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise FileFormatError(
-            name, [FieldProblem("", f"cannot read file ({exc.strerror})")]
-        ) from exc
+        problem = FieldProblem("", f"cannot read file ({exc.strerror})")
+        raise FileFormatError(name, [problem]) from exc
+    except UnicodeDecodeError as exc:
+        problem = FieldProblem("", f"not UTF-8 text (byte {exc.start})")
+        raise FileFormatError(name, [problem]) from exc
     return parse_model(text, model, name)
 
 
@@ -56,9 +58,24 @@ def _yaml_problem(exc: yaml.YAMLError) -> FieldProblem:
 def _problems(exc: ValidationError, root: yaml.Node | None) -> list[FieldProblem]:
     problems = []
     for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
+        loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
         problems.append(FieldProblem(dotted(loc), _message(err), line_of(root, loc)))
-    return problems
+    return _most_specific(problems)
+
+
+def _is_union_tag(part: int | str) -> bool:
+    """pydantic names the member of a union it tried (`literal['socket']`, `HttpDelivery`)
+    in the error location; our field names are lower_snake_case, so those are tags."""
+    return isinstance(part, str) and (not part.isidentifier() or part[:1].isupper())
+
+
+def _most_specific(problems: list[FieldProblem]) -> list[FieldProblem]:
+    """For a union, pydantic reports every member that failed; the member that got deepest
+    into the value is the one the author meant, so drop errors on its parents."""
+    fields = {p.field for p in problems}
+    deeper = {f for f in fields for g in fields if g != f and g.startswith((f + ".", f + "["))}
+    kept = [p for p in problems if p.field not in deeper]
+    return list(dict.fromkeys(kept))
 
 
 def _message(err: Any) -> str:

@@ -8,8 +8,7 @@ the sample must be present, except
 - fields that do not apply to the case exercised (listed at the comparison), and
 - the OMITTED_* allow-lists below: what localslack deliberately leaves out, with why.
 
-Known gaps that are bugs are kept out of the main comparisons (KNOWN_GAP_*) and pinned by
-strict xfail tests at the end of the file, so that every other field stays guarded.
+Gaps these comparisons found were fixed; the tests at the end of the file pin the fixes.
 """
 
 from __future__ import annotations
@@ -103,12 +102,7 @@ OMITTED_PROFILE = {
 OMITTED_CALLBACK = {"authed_users", "authed_teams", "enterprise_id"}
 OMITTED_EVENT = ENTERPRISE | FILES | {"metadata", "user_profile", "username", "icons"}
 
-# ---- known gaps (bugs): pinned by the xfail tests at the end ---------------------------------
-
-KNOWN_GAP_USER = {"is_primary_owner", "is_restricted", "is_ultra_restricted"}
-KNOWN_GAP_PROFILE = {"display_name_normalized", "real_name_normalized"}
-KNOWN_GAP_PIN_MESSAGE = {"permalink"}
-KNOWN_GAP_APP_MENTION = {"client_msg_id", "bot_profile"}
+# ---- fields that were once missing: see the regression tests at the end ------------------
 
 
 # ---- samples -------------------------------------------------------------------------------
@@ -396,10 +390,8 @@ def test_conversations_join_a_new_channel(make_server: ServerFactory) -> None:
 def assert_user(body: JSON) -> JSON:
     theirs = assert_top("users.info", body)
     user, their_user = body["user"], theirs["user"]
-    assert lacking(user, their_user, OMITTED_USER, KNOWN_GAP_USER) == set()
-    assert (
-        lacking(user["profile"], their_user["profile"], OMITTED_PROFILE, KNOWN_GAP_PROFILE) == set()
-    )
+    assert lacking(user, their_user, OMITTED_USER) == set()
+    assert lacking(user["profile"], their_user["profile"], OMITTED_PROFILE) == set()
     # The bot fields of a profile, from the java-sdk field list.
     their_profile = load("api/users.info.json")["user"]["profile"]
     bot_fields = {"bot_id", "api_app_id", "always_active"}
@@ -617,11 +609,11 @@ def test_message_and_app_mention_from_a_person(capture: Capture, web: Client) ->
 
     mention = assert_envelope(mention_env, "envelope_events_api_app_mention")
     socket_mention = load("socket-mode/envelope_events_api_app_mention.json")["payload"]["event"]
-    assert lacking(mention, socket_mention, KNOWN_GAP_APP_MENTION) == set()
+    assert lacking(mention, socket_mention) == set()
     theirs = assert_callback(mention_env, "AppMentionPayload")
     bot_only = {"bot_id", "app_id", "bot_profile", "subtype"}
     not_applicable = bot_only | {"edited", "thread_ts"}
-    assert lacking(mention, theirs, OMITTED_EVENT, not_applicable, KNOWN_GAP_APP_MENTION) == set()
+    assert lacking(mention, theirs, OMITTED_EVENT, not_applicable) == set()
     assert mention["text"] == f"<@{A_ID}> deploy web"
 
 
@@ -756,7 +748,7 @@ def test_pin_events(capture: Capture, web: Client, kind: str, sample_name: str) 
     assert set(event["item"]) == set(theirs["item"])
     assert set(event["pinned_info"]) == set(theirs["pinned_info"])
     message, their_message = event["item"]["message"], theirs["item"]["message"]
-    assert lacking(message, their_message, KNOWN_GAP_PIN_MESSAGE) == set()
+    assert lacking(message, their_message) == set()
     assert set(message["bot_profile"]) == set(their_message["bot_profile"])
     assert (event["user"], event["channel_id"], event["item_user"]) == (B_ID, OPS, A_ID)
     assert event["pin_count"] == (1 if kind == "pin_added" else 0)
@@ -776,26 +768,16 @@ def test_channel_join(capture: Capture, web: Client) -> None:
     assert joined["payload"]["event"]["user"] == A_ID
 
 
-# ---- known gaps (bugs) -------------------------------------------------------------------------
+# ---- regressions: gaps found by the comparisons above, now fixed --------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="users.info: user lacks is_primary_owner/is_restricted/is_ultra_restricted and "
-    "profile lacks display_name_normalized/real_name_normalized (in Slack's example)",
-)
 def test_users_info_has_role_flags_and_normalized_names(client_for: Client) -> None:
     body = call(client_for(BOT_A), "users.info", user=ALICE_ID)
 
-    assert set(body["user"]) >= KNOWN_GAP_USER
-    assert set(body["user"]["profile"]) >= KNOWN_GAP_PROFILE
+    assert set(body["user"]) >= {"is_primary_owner", "is_restricted", "is_ultra_restricted"}
+    assert set(body["user"]["profile"]) >= {"display_name_normalized", "real_name_normalized"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pin_added/pin_removed: item.message lacks `permalink` (api._publish_pin renders the "
-    "message without it, although pins.list adds it)",
-)
 def test_pin_event_message_has_permalink(capture: Capture, web: Client) -> None:
     posted = call(web(BOT_A), "chat.postMessage", channel=OPS, text="claim")
     call(web(BOT_B), "pins.add", channel=OPS, timestamp=posted["ts"])
@@ -805,12 +787,6 @@ def test_pin_event_message_has_permalink(capture: Capture, web: Client) -> None:
     assert "permalink" in event["item"]["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client_msg_id is a fresh uuid4 per message event (events.message_event) and is not "
-    "stored: app_mention lacks it, and message_changed.message / previous_message of the same "
-    "person's message lack it (Slack keeps one client_msg_id per message)",
-)
 def test_person_message_keeps_one_client_msg_id(capture: Capture, web: Client) -> None:
     alice = web(ALICE)
     posted = call(alice, "chat.postMessage", channel=OPS, text=f"<@{A_ID}> deploy web")
@@ -825,10 +801,6 @@ def test_person_message_keeps_one_client_msg_id(capture: Capture, web: Client) -
     assert changed["previous_message"].get("client_msg_id") == first
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app_mention from a bot's message lacks bot_profile (events.app_mention drops it)",
-)
 def test_app_mention_from_a_bot_has_bot_profile(capture: Capture, web: Client) -> None:
     posted = call(web(BOT_B), "chat.postMessage", channel=OPS, text=f"<@{A_ID}> yours")
 
@@ -841,14 +813,6 @@ def test_app_mention_from_a_bot_has_bot_profile(capture: Capture, web: Client) -
 # ---- found while testing shapes (belongs with the server's own tests) -------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="LocalSlack.stop() sends `disconnect` (link_disabled) but never closes the WebSockets: "
-    "aiohttp's runner.cleanup() then waits for every Socket Mode client to hang up, and "
-    "slack_sdk's client keeps its socket while it tries to reconnect, so stop() hangs "
-    "(ThreadedLocalSlack.stop() raises TimeoutError after 10 s)",
-)
 def test_stop_does_not_wait_for_connected_socket_mode_clients(make_server: ServerFactory) -> None:
     server = make_server(workspace=with_deploys())
     cap = Capture(server, APP_A, BOT_A).start()

@@ -73,7 +73,10 @@ def ops(store: Store) -> ChannelState:
 
 
 def post(store: Store, state: ChannelState, user: str, text: str, **kw: Any) -> JSON:
+    """Store a message as the Web API does; a person's client attaches a client_msg_id."""
     msg = Message(ts="", user=user, text=text)
+    if "app_id" not in kw:
+        msg.client_msg_id = str(uuid.uuid4())
     for key, value in kw.items():
         setattr(msg, key, value)
     return store.render(state, store.post(state, msg))
@@ -184,6 +187,7 @@ def test_app_mention_from_a_person(store: Store, ops: ChannelState) -> None:
 
     assert event == {
         "type": "app_mention",
+        "client_msg_id": shown["client_msg_id"],
         "user": ALICE,
         "text": f"<@{BOT_A}> deploy web",
         "ts": shown["ts"],
@@ -194,11 +198,7 @@ def test_app_mention_from_a_person(store: Store, ops: ChannelState) -> None:
     }
     theirs = sample("AppMentionPayload")["event"]
     bot_only = {"bot_id", "app_id", "bot_profile"}
-    # client_msg_id: see the xfail test below.
-    assert (
-        missing(event, theirs, bot_only | {"edited", "subtype", "thread_ts", "client_msg_id"})
-        == set()
-    )
+    assert missing(event, theirs, bot_only | {"edited", "subtype", "thread_ts"}) == set()
 
 
 def test_app_mention_in_a_thread_from_a_bot(store: Store, ops: ChannelState) -> None:
@@ -215,12 +215,6 @@ def test_app_mention_in_a_thread_from_a_bot(store: Store, ops: ChannelState) -> 
     assert "parent_user_id" not in event  # not in Slack's app_mention either
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="events.app_mention keeps only user/text/ts/team/blocks/thread_ts/bot_id/app_id: a "
-    "person's mention lacks client_msg_id and a bot's mention lacks bot_profile, both of "
-    "which Slack's app_mention carries (samples/events/AppMentionPayload.json)",
-)
 def test_app_mention_keeps_client_msg_id_and_bot_profile(store: Store, ops: ChannelState) -> None:
     person = events.message_event(OPS, post(store, ops, ALICE, f"<@{BOT_A}> deploy"))
     bot = post(store, ops, BOT_B, f"<@{BOT_A}> yours", app_id="A0TROUPEB")

@@ -68,12 +68,6 @@ def test_parse_error_spec_refuses(spec: str) -> None:
     assert str(caught.value).startswith(f"--error {spec!r}: ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parse_error_spec puts str(pydantic.ValidationError) in the InputError: a multi-line "
-    "message with pydantic's internals and an errors.pydantic.dev URL, unlike yamlfile's "
-    "one-line problems",
-)
 def test_parse_error_spec_error_is_one_clear_line() -> None:
     with pytest.raises(InputError) as caught:
         parse_error_spec("pins.add=internal_error@1.5")

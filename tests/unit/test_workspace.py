@@ -285,12 +285,6 @@ def test_unknown_delivery_is_refused() -> None:
     assert all(p.line == 19 for p in problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="yamlfile.dotted keeps pydantic's union-member tags in the location: one bad URL "
-    "is reported as two problems, apps[0].delivery.literal['socket'] and "
-    "apps[0].delivery.HttpDelivery.http",
-)
 def test_bad_delivery_url_names_the_http_field() -> None:
     text = workspace_text() + "    delivery:\n      http: not a url\n"
 

@@ -190,11 +190,6 @@ def test_directory_is_a_file_format_error(tmp_path: Path) -> None:
     assert problem.line is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_model only catches OSError: a file that is not UTF-8 raises UnicodeDecodeError "
-    "(a traceback) instead of FileFormatError",
-)
 def test_file_that_is_not_utf8_is_a_file_format_error(tmp_path: Path) -> None:
     path = tmp_path / "latin1.yaml"
     path.write_bytes("title: caf\u00e9\n".encode("latin-1"))

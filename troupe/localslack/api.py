@@ -14,6 +14,7 @@ import logging
 import random
 import secrets
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -252,9 +253,11 @@ class WebApi:
         return shown
 
     def post_as(self, caller: Caller, state: ChannelState, content: JSON, **extra: Any) -> JSON:
-        msg = Message(
-            ts="", user=caller.user_id, text="", app_id=caller.app.id if caller.app else None
-        )
+        msg = Message(ts="", user=caller.user_id, text="")
+        if caller.app is not None:
+            msg.app_id = caller.app.id
+        else:
+            msg.client_msg_id = str(uuid.uuid4())  # what a person's Slack client attaches
         for key, value in {**content, **extra}.items():
             setattr(msg, key, value)
         if msg.reply_broadcast and msg.thread_ts:
@@ -390,6 +393,7 @@ def _publish_pin(
         "event_ts": api.store.event_ts(),
     }
     shown = api.store.render(state, msg)
+    shown["permalink"] = _permalink(api, state, msg)
     api.publisher.event(state.members, events.pin(kind, user, state.info.id, shown, info))
 
 
@@ -599,7 +603,13 @@ async def users_info(api: WebApi, caller: Caller, args: Args) -> JSON:
         raise ApiError("user_not_found")
     name = person.name if person else app.name if app else ""
     real = (person.real_name if person else None) or name
-    profile: JSON = {"real_name": real, "display_name": name, "team": api.ws.team.id}
+    profile: JSON = {
+        "real_name": real,
+        "real_name_normalized": real,
+        "display_name": name,
+        "display_name_normalized": name,
+        "team": api.ws.team.id,
+    }
     if app is not None:
         profile |= {"bot_id": app.bot_id, "api_app_id": app.id, "always_active": True}
     return {
@@ -615,6 +625,9 @@ async def users_info(api: WebApi, caller: Caller, args: Args) -> JSON:
             "profile": profile,
             "is_admin": False,
             "is_owner": False,
+            "is_primary_owner": False,
+            "is_restricted": False,
+            "is_ultra_restricted": False,
             "is_bot": app is not None,
             "is_app_user": False,
             "updated": 1_700_000_000,

@@ -6,7 +6,6 @@ Shapes follow shared/slack/samples/events/*; tests compare field names with them
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 from troupe.localslack.workspace import App, Workspace
@@ -20,14 +19,22 @@ def mentioned_users(text: str) -> set[str]:
 
 
 def message_event(channel: str, message: JSON) -> JSON:
-    event = {**message, "channel": channel, "event_ts": message["ts"], "channel_type": "channel"}
-    if "bot_id" not in message:
-        event.setdefault("client_msg_id", str(uuid.uuid4()))
-    return event
+    return {**message, "channel": channel, "event_ts": message["ts"], "channel_type": "channel"}
 
 
 def app_mention(channel: str, message: JSON) -> JSON:
-    keep = ("user", "text", "ts", "team", "blocks", "thread_ts", "bot_id", "app_id")
+    keep = (
+        "client_msg_id",
+        "user",
+        "text",
+        "ts",
+        "team",
+        "blocks",
+        "thread_ts",
+        "bot_id",
+        "app_id",
+        "bot_profile",
+    )
     event = {k: message[k] for k in keep if k in message}
     return {"type": "app_mention", **event, "channel": channel, "event_ts": message["ts"]}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from troupe.errors import InputError
 
@@ -57,7 +57,7 @@ class Faults(BaseModel):
 def parse_error_spec(spec: str) -> ErrorFault:
     """`METHOD=CODE[/STATUS][@PROBABILITY]`, e.g. `pins.add=internal_error@0.3`,
     `*=service_unavailable/503@0.05`."""
-    method, eq, rest = spec.partition("=")
+    method, eq, rest = (part.strip() for part in spec.partition("="))
     rest, _, prob = rest.partition("@")
     code, _, status = rest.partition("/")
     if not eq or not method or not code:
@@ -69,5 +69,9 @@ def parse_error_spec(spec: str) -> ErrorFault:
             status=int(status) if status else 200,
             probability=float(prob) if prob else 1.0,
         )
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InputError(f"--error {spec!r}: {field}: {first['msg']}") from exc
     except ValueError as exc:
         raise InputError(f"--error {spec!r}: {exc}") from exc

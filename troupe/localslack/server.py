@@ -104,6 +104,7 @@ class LocalSlack:
             self.save_state()
         finally:
             await self.hub.disconnect_all("link_disabled")
+            self.hub.drop_all()  # clients would keep the sockets open while reconnecting
             await self.http.close()
             if self._runner is not None:
                 await self._runner.cleanup()

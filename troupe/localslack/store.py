@@ -44,6 +44,7 @@ class Message:
     subtype: str | None = None
     app_id: str | None = None
     edited: JSON | None = None
+    client_msg_id: str | None = None  # set by a person's client; kept for the message's life
     reactions: dict[str, list[str]] = field(default_factory=dict)
     replies: list[str] = field(default_factory=list)
 
@@ -283,6 +284,8 @@ class Store:
         out["team"] = self.workspace.team.id
         if msg.subtype:
             out["subtype"] = msg.subtype
+        if msg.client_msg_id:
+            out["client_msg_id"] = msg.client_msg_id
         if msg.blocks is not None:
             out["blocks"] = msg.blocks
         if msg.attachments is not None:
