@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ from troupe.localslack.delivery import Timing
 from troupe.localslack.server import Settings, ThreadedLocalSlack
 from troupe.localslack.workspace import Workspace, default_workspace
 
+# Slack's reference samples: shared/ sits beside the repository (also in CI).
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 OPS = "C0OPS00001"
 ALICE = "xoxp-alice"
 BOT_A, BOT_B, BOT_C = "xoxb-troupe-a", "xoxb-troupe-b", "xoxb-troupe-c"

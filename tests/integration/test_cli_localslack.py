@@ -22,6 +22,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def run_troupe(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run `troupe ARGS` to completion (for commands expected to exit by themselves)."""
+    return subprocess.run([*TROUPE, *args], capture_output=True, text=True, timeout=30)
+
+
 def start(*args: str) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     proc = subprocess.Popen(
@@ -91,30 +96,15 @@ def test_malformed_workspace_file_is_one_clear_error(tmp_path: Path) -> None:
         "channels:\n"
         "  - {id: C0OPS, name: ops, members: [U0ALICE]}\n"
     )
-    result = subprocess.run(
-        [*TROUPE, "localslack", "--workspace", str(bad), "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_troupe("localslack", "--workspace", str(bad), "--port", "0")
     assert result.returncode == 2
     assert f"{bad}: line 5: channels[0].id" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_unknown_file_and_bad_flags_exit_2(tmp_path: Path) -> None:
-    missing = subprocess.run(
-        [*TROUPE, "localslack", "--workspace", str(tmp_path / "nope.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    flag = subprocess.run(
-        [*TROUPE, "localslack", "--error", "no-equals-sign"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    missing = run_troupe("localslack", "--workspace", str(tmp_path / "nope.yaml"))
+    flag = run_troupe("localslack", "--error", "no-equals-sign")
     assert missing.returncode == flag.returncode == 2
     assert "cannot read file" in missing.stderr
     assert "METHOD=CODE" in flag.stderr
@@ -126,12 +116,7 @@ def test_port_in_use_is_reported_clearly() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [*TROUPE, "localslack", "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        result = run_troupe("localslack", "--port", str(port))
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
@@ -139,12 +124,7 @@ def test_port_in_use_is_reported_clearly() -> None:
 
 def test_state_file_in_a_missing_directory_is_refused_at_start(tmp_path: Path) -> None:
     state = tmp_path / "no-such-dir" / "slack.json"
-    result = subprocess.run(
-        [*TROUPE, "localslack", "--port", "0", "--state", str(state)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_troupe("localslack", "--port", "0", "--state", str(state))
     assert result.returncode == 1
     assert f"cannot write state file {state}" in result.stderr
     assert "Traceback" not in result.stderr

@@ -20,7 +20,6 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +30,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import SlackResponse
 
-from tests.conftest import ALICE, APP_A, BOT_A, BOT_B, OPS, ServerFactory
+from tests.conftest import ALICE, APP_A, BOT_A, BOT_B, OPS, SHARED, ServerFactory
 from troupe.localslack.server import ThreadedLocalSlack
 from troupe.localslack.workspace import Channel, Workspace, default_workspace
 
@@ -39,7 +38,6 @@ pytestmark = pytest.mark.integration
 
 JSON = dict[str, Any]
 Client = Callable[[str], WebClient]
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 SAMPLES = SHARED / "slack" / "samples"
 ALICE_ID, A_ID, B_ID = "U0ALICE", "U0TROUPEA", "U0TROUPEB"
 DEPLOYS = "C0DEPLOYS1"

@@ -13,16 +13,15 @@ import re
 import uuid
 from collections.abc import Set as AbstractSet
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import SHARED
 from troupe.localslack import events
 from troupe.localslack.store import JSON, ChannelState, Message, Store
 from troupe.localslack.workspace import default_workspace
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 EVENTS = SHARED / "slack" / "samples" / "events"
 OPS, ALICE, BOT_A, BOT_B = "C0OPS00001", "U0ALICE", "U0TROUPEA", "U0TROUPEB"
 T0 = 1_700_000_000.0
