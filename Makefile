@@ -3,8 +3,8 @@ VENV    ?= .venv
 PYTHON  ?= python3
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
-# Debian packages the tests need: sshd for the loopback SSH fleet, git for self-update.
-DEBS    := openssh-server git
+# Debian packages the tests need: sshd and sudo for the loopback SSH fleet, git for self-update.
+DEBS    := openssh-server sudo git
 
 .PHONY: run test lint unit bench system-deps clean
 

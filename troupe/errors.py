@@ -7,7 +7,10 @@
     │   └── FileFormatError          a YAML/JSON file that does not validate (file, line, field)
     ├── SlackError                   a Slack Web API call failed (method, error code)
     │   └── RateLimited              HTTP 429; carries Retry-After
-    └── LocalSlackError              localslack could not start or serve (port in use, ...)
+    ├── LocalSlackError              localslack could not start or serve (port in use, ...)
+    └── RemoteError                  a host could not be reached or used (host)
+        ├── ConnectError             no SSH session (refused, auth, unreachable)
+        └── CommandTimeout           a command ran past its timeout (host, command, timeout)
 
 Errors carry their context as attributes so that the CLI (and later the chat
 report) can say *where* something went wrong without parsing messages.
@@ -72,3 +75,24 @@ class RateLimited(SlackError):
 
 class LocalSlackError(TroupeError):
     """localslack cannot start or serve as asked."""
+
+
+class RemoteError(TroupeError):
+    """Something went wrong talking to a host (not: a command that exited non-zero)."""
+
+    def __init__(self, host: str, message: str) -> None:
+        self.host = host
+        super().__init__(f"{host}: {message}")
+
+
+class ConnectError(RemoteError):
+    """The host could not be connected to (refused, unreachable, authentication failed)."""
+
+
+class CommandTimeout(RemoteError):
+    """A command ran longer than its timeout and was cut."""
+
+    def __init__(self, host: str, command: str, timeout: float) -> None:
+        self.command = command
+        self.timeout = timeout
+        super().__init__(host, f"timed out after {timeout:g}s")
