@@ -115,7 +115,8 @@ class Rolling(_Model):
     serial: HostCount | list[HostCount] = "100%"
     max_unavailable: HostCount | None = None  # hosts out of service at once within a batch
     max_fail_percentage: Percent = 0.0  # per batch: more failed hosts than this stops
-    failure_budget: Annotated[int, Field(ge=0)] = 0  # failed hosts tolerated in the rollout
+    # failed hosts tolerated in the whole rollout; None: only max_fail_percentage applies
+    failure_budget: Annotated[int, Field(ge=0)] | None = None
 
 
 class HostsStep(_Model):
