@@ -43,7 +43,7 @@ def _once(probe: Probe, remote: Remote) -> tuple[bool, str]:
         result = remote.run(probe.command or "", timeout=probe.check.timeout)
     except RemoteError as exc:
         return False, str(exc)
-    return result.exit_code == probe.check.expect, f"exit {result.exit_code}"
+    return result.exit_code == probe.check.expected, f"exit {result.exit_code}"
 
 
 def _http(url: str, check: Check) -> tuple[bool, str]:
@@ -56,8 +56,8 @@ def _http(url: str, check: Check) -> tuple[bool, str]:
         status, body = exc.code, ""
     except (urllib.error.URLError, OSError) as exc:
         return False, f"{url}: {getattr(exc, 'reason', exc)}"
-    if status != check.expect:
-        return False, f"HTTP {status}, expected {check.expect}"
+    if status != check.expected:
+        return False, f"HTTP {status}, expected {check.expected}"
     if check.body is not None and check.body not in body:
         return False, f"HTTP {status}, body lacks {check.body!r}"
     return True, f"HTTP {status}"

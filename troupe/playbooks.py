@@ -95,7 +95,7 @@ class Check(_Model):
     """A health check: an HTTP request or a command, retried until it passes or gives up."""
 
     http: str | None = None
-    expect: int = 200  # HTTP status, or the command's exit code when `command` is used
+    expect: int | None = None  # HTTP status (default 200), or exit code (default 0)
     body: str | None = None  # text the HTTP body must contain
     command: str | None = None
     retries: Annotated[int, Field(ge=0, le=1000)] = 3
@@ -109,6 +109,12 @@ class Check(_Model):
         if self.command is not None and self.body is not None:
             raise ValueError("`body` applies to http checks only")
         return self
+
+    @property
+    def expected(self) -> int:
+        if self.expect is not None:
+            return self.expect
+        return 200 if self.http is not None else 0
 
 
 class Rolling(_Model):
