@@ -20,6 +20,7 @@ class Probe:
     check: Check
     url: str | None = None
     command: str | None = None
+    body: str | None = None  # the text the HTTP body must contain, rendered
 
 
 def run_check(probe: Probe, remote: Remote, stop: Callable[[], bool]) -> tuple[bool, str]:
@@ -38,7 +39,7 @@ def run_check(probe: Probe, remote: Remote, stop: Callable[[], bool]) -> tuple[b
 
 def _once(probe: Probe, remote: Remote) -> tuple[bool, str]:
     if probe.url is not None:
-        return _http(probe.url, probe.check)
+        return _http(probe.url, probe.check, probe.body)
     try:
         result = remote.run(probe.command or "", timeout=probe.check.timeout)
     except RemoteError as exc:
@@ -46,7 +47,7 @@ def _once(probe: Probe, remote: Remote) -> tuple[bool, str]:
     return result.exit_code == probe.check.expected, f"exit {result.exit_code}"
 
 
-def _http(url: str, check: Check) -> tuple[bool, str]:
+def _http(url: str, check: Check, expected_body: str | None) -> tuple[bool, str]:
     if not url.startswith(("http://", "https://")):
         return False, f"not an http(s) URL: {url}"
     try:
@@ -58,6 +59,6 @@ def _http(url: str, check: Check) -> tuple[bool, str]:
         return False, f"{url}: {getattr(exc, 'reason', exc)}"
     if status != check.expected:
         return False, f"HTTP {status}, expected {check.expected}"
-    if check.body is not None and check.body not in body:
-        return False, f"HTTP {status}, body lacks {check.body!r}"
+    if expected_body is not None and expected_body not in body:
+        return False, f"HTTP {status}, body lacks {expected_body!r}"
     return True, f"HTTP {status}"

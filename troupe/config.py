@@ -26,7 +26,7 @@ class Execution(BaseModel):
 
 
 class Config(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="allow")  # later issues add sections
+    model_config = ConfigDict(frozen=True, extra="forbid")  # a misspelt section is an error
 
     inventory: Inventory = Inventory()
     execution: Execution = Execution()

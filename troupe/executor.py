@@ -198,7 +198,7 @@ class Executor:
                     break
             else:
                 self._verify(remote, context, outcome)
-        except (RemoteError, TemplateProblem) as exc:
+        except TroupeError as exc:  # unreachable host, template error, missing file, ...
             outcome.fail(step, str(exc))
         self.hooks.on_event(HostDone(name, outcome.state, outcome.error))
 
@@ -239,7 +239,7 @@ class Executor:
     def _task(
         self, remote: Remote, task: Task, context: dict[str, Any], outcome: HostOutcome
     ) -> bool:
-        if task.when is not None and not evaluate(task.when, context, f"{task.title}: when"):
+        if not _applies(task, context):
             self.hooks.on_event(StepDone(outcome.name, task.title, "skipped", "when is false"))
             return True
         outcome.touched = True
@@ -298,7 +298,8 @@ class Executor:
         check = self.playbook.checks[name]
         url = render_text(check.http, context, f"check {name}") if check.http else None
         command = render_command(check.command, context, f"check {name}") if check.command else None
-        return run_check(Probe(check, url, command), remote, self._stopping)
+        body = render_text(check.body, context, f"check {name}") if check.body else None
+        return run_check(Probe(check, url, command, body), remote, self._stopping)
 
     # ---- gates, pauses, approvals ------------------------------------------------------
 
@@ -363,11 +364,13 @@ class Executor:
             remote = self._remote(name)
             context = {**self._context(name), "previous": outcome.previous}
             for task in self.playbook.rollback:
+                if not _applies(task, context):
+                    continue
                 ok, detail = self._attempts(remote, task, context, name)
                 if not ok:
                     error = f"{task.title}: {detail}"
                     break
-        except (RemoteError, TemplateProblem) as exc:
+        except TroupeError as exc:
             error = str(exc)
         outcome.move(HostState.ROLLBACK_FAILED if error else HostState.ROLLED_BACK)
         self.hooks.on_event(HostRolledBack(name, error is None, error))
@@ -387,6 +390,11 @@ class Executor:
         for remote in self._remotes.values():
             with contextlib.suppress(RemoteError):  # closing a dead connection: nothing to do
                 remote.close()
+
+
+def _applies(task: Task, context: dict[str, Any]) -> bool:
+    """A task's `when` condition (no condition: it always applies)."""
+    return task.when is None or evaluate(task.when, context, f"{task.title}: when")
 
 
 def _verdict(gate: Gate, passed: int, failed: int) -> str:

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from troupe.errors import InputError
 from troupe.units import Duration
+from troupe.yamlfile import Within
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
 
@@ -80,19 +81,29 @@ class Inventory(_Model):
     hosts: dict[Name, HostSpec] = {}
     groups: dict[Name, list[Name]] = {}
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Inventory:
-        for group, members in self.groups.items():
-            if group in self.hosts or group == "all":
-                raise ValueError(f"group {group!r} has the name of a host (or of 'all')")
-            unknown = [m for m in members if m not in self.hosts and m not in self.groups]
+    @field_validator("hosts")
+    @classmethod
+    def _jumps_exist(cls, hosts: dict[str, HostSpec]) -> dict[str, HostSpec]:
+        for name, spec in hosts.items():
+            if spec.jump is not None and spec.jump not in hosts:
+                raise Within((name, "jump"), f"jump host {spec.jump!r} is not in hosts")
+            _jump_chain(hosts, name)
+        return hosts
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_resolve(
+        cls, groups: dict[str, list[str]], info: ValidationInfo
+    ) -> dict[str, list[str]]:
+        hosts = info.data.get("hosts", {})
+        for group, members in groups.items():
+            if group in hosts or group == "all":
+                raise Within((group,), f"group {group!r} has the name of a host (or of 'all')")
+            unknown = [m for m in members if m not in hosts and m not in groups]
             if unknown:
-                raise ValueError(f"group {group!r} lists unknown hosts {unknown}")
-        for name, spec in self.hosts.items():
-            if spec.jump is not None and spec.jump not in self.hosts:
-                raise ValueError(f"host {name!r}: jump host {spec.jump!r} is not in hosts")
-            _jump_chain(self, name)
-        return self
+                raise Within((group,), f"group {group!r} lists unknown hosts {unknown}")
+            _group_cycle(groups, group, ())
+        return groups
 
     def host(self, name: str) -> Host:
         spec = self.hosts[name]
@@ -115,18 +126,17 @@ class Inventory(_Model):
         for part in (p.strip() for p in target.split(",")):
             if not part:
                 continue
-            wanted |= self._expand(part, seen=())
+            wanted |= self._expand(part)
         return [name for name in self.hosts if name in wanted]
 
-    def _expand(self, part: str, seen: tuple[str, ...]) -> set[str]:
+    def _expand(self, part: str) -> set[str]:
+        """A group's hosts, recursively (validation has ruled out loops)."""
         if part == "all":
             return set(self.hosts)
         if part in self.hosts:
             return {part}
         if part in self.groups:
-            if part in seen:
-                raise InputError(f"group {part!r} contains itself")
-            return set().union(*(self._expand(m, (*seen, part)) for m in self.groups[part]))
+            return set().union(*(self._expand(m) for m in self.groups[part]))
         raise InputError(f"no host or group named {part!r} in the inventory")
 
     def select(self, target: str, limit: str | None = None) -> list[Host]:
@@ -142,11 +152,19 @@ class Inventory(_Model):
         return [self.host(n) for n in names]
 
 
-def _jump_chain(inventory: Inventory, name: str) -> None:
+def _jump_chain(hosts: dict[str, HostSpec], name: str) -> None:
     seen = [name]
-    jump = inventory.hosts[name].jump
+    jump = hosts[name].jump
     while jump is not None:
         if jump in seen:
-            raise ValueError(f"host {name!r}: jump hosts form a loop {[*seen, jump]}")
+            raise Within((name, "jump"), f"jump hosts form a loop {[*seen, jump]}")
         seen.append(jump)
-        jump = inventory.hosts[jump].jump
+        jump = hosts[jump].jump
+
+
+def _group_cycle(groups: dict[str, list[str]], group: str, seen: tuple[str, ...]) -> None:
+    if group in seen:
+        raise Within((seen[0],), f"group {group!r} contains itself: {' -> '.join((*seen, group))}")
+    for member in groups.get(group, []):
+        if member in groups:
+            _group_cycle(groups, member, (*seen, group))

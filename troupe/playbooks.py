@@ -10,11 +10,20 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from troupe.errors import InputError
 from troupe.units import Duration, HostCount, Percent
-from troupe.yamlfile import load_model
+from troupe.yamlfile import Within, load_model
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
@@ -52,7 +61,8 @@ class Variable(_Model):
 
     def check(self, value: object) -> None:
         """Raise ValueError if `value` is not allowed for this variable."""
-        if self.choices is not None and value not in self.choices:
+        # Values from -e or chat are strings: compare as text, so `choices: [1, 2]` takes "2".
+        if self.choices is not None and str(value) not in {str(c) for c in self.choices}:
             raise ValueError(f"must be one of {self.choices}, not {value!r}")
         if self.pattern is not None and not re.search(self.pattern, str(value)):
             raise ValueError(f"must match {self.pattern!r}, not {value!r}")
@@ -147,7 +157,26 @@ class ApproveStep(_Model):
     approve: Approval
 
 
-CanaryStep = HostsStep | CheckStep | PauseStep | ApproveStep
+def _step_kind(value: object) -> str | None:
+    """Pick the step type by its key, so a mistake is reported for that kind only."""
+    keys = set(value) if isinstance(value, dict) else set(vars(value)) if value else set()
+    for key, kind in (("hosts", "HostsStep"), ("check", "CheckStep"), ("pause", "PauseStep")):
+        if key in keys:
+            return kind
+    return "ApproveStep" if "approve" in keys else None
+
+
+CanaryStep = Annotated[
+    Annotated[HostsStep, Tag("HostsStep")]
+    | Annotated[CheckStep, Tag("CheckStep")]
+    | Annotated[PauseStep, Tag("PauseStep")]
+    | Annotated[ApproveStep, Tag("ApproveStep")],
+    Discriminator(
+        _step_kind,
+        custom_error_type="canary_step",
+        custom_error_message="a canary step is one of hosts, check, pause or approve",
+    ),
+]
 
 
 class Canary(_Model):
@@ -176,22 +205,28 @@ class Playbook(_Model):
     description: str = ""
     hosts: str = "all"  # inventory group(s) or host(s), comma-separated
     vars: dict[Identifier, Variable] = {}
+    checks: dict[Identifier, Check] = {}  # before strategy and verify, which name them
     strategy: Strategy = Strategy(rolling=Rolling())
     capture: dict[Identifier, str] = {}  # run before touching a host; rollback sees `previous`
     tasks: Annotated[list[Task], Field(min_length=1)]
-    checks: dict[Identifier, Check] = {}
     verify: list[str] = []  # checks run on each host after its tasks
     rollback: list[Task] = []
 
-    @model_validator(mode="after")
-    def _checks_exist(self) -> Playbook:
-        used = list(self.verify)
-        if self.strategy.canary is not None:
-            used += [s.check for s in self.strategy.canary.steps if isinstance(s, CheckStep)]
-        unknown = sorted(set(used) - set(self.checks))
-        if unknown:
-            raise ValueError(f"unknown checks {unknown}; declared: {sorted(self.checks)}")
-        return self
+    @field_validator("strategy")
+    @classmethod
+    def _gate_checks_exist(cls, strategy: Strategy, info: ValidationInfo) -> Strategy:
+        if strategy.canary is not None:
+            for i, step in enumerate(strategy.canary.steps):
+                if isinstance(step, CheckStep):
+                    _known_check(step.check, ("canary", "steps", i, "check"), info)
+        return strategy
+
+    @field_validator("verify")
+    @classmethod
+    def _verify_checks_exist(cls, verify: list[str], info: ValidationInfo) -> list[str]:
+        for i, name in enumerate(verify):
+            _known_check(name, (i,), info)
+        return verify
 
     def resolve_vars(self, given: dict[str, Any], inventory_vars: dict[str, Any]) -> dict[str, Any]:
         """Declared defaults < inventory vars < values given at run time; checked."""
@@ -215,6 +250,12 @@ class Playbook(_Model):
             except ValueError as exc:
                 raise InputError(f"{self.name}: variable {key!r} {exc}") from exc
         return values
+
+
+def _known_check(name: str, where: tuple[str | int, ...], info: ValidationInfo) -> None:
+    declared = info.data.get("checks", {})
+    if name not in declared:
+        raise Within(where, f"unknown check {name!r}; declared: {sorted(declared)}")
 
 
 def load_playbook(path: str | Path) -> Playbook:

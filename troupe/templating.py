@@ -48,16 +48,23 @@ def evaluate(expression: str, context: dict[str, Any], where: str = "when") -> b
     """A `when:` condition such as `env == 'production'`."""
     try:
         return bool(_TEXT.compile_expression(expression, undefined_to_none=False)(**context))
-    except TemplateError as exc:
+    except _EVALUATION_ERRORS as exc:
         raise TemplateProblem(where, _explain(exc)) from exc
 
 
 def _render(env: SandboxedEnvironment, template: str, context: dict[str, Any], where: str) -> str:
     try:
         return env.from_string(template).render(**context)
-    except TemplateError as exc:
+    except _EVALUATION_ERRORS as exc:
         raise TemplateProblem(where, _explain(exc)) from exc
 
 
-def _explain(exc: TemplateError) -> str:
-    return exc.message or type(exc).__name__
+# What an expression can raise besides Jinja's own errors: `{{ 1 // n }}` with n=0,
+# `{{ range(10**9) }}` refused by the sandbox (OverflowError), `{{ x|int + "a" }}`, ...
+_EVALUATION_ERRORS = (TemplateError, ArithmeticError, ValueError, TypeError, LookupError)
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, TemplateError):
+        return exc.message or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"

@@ -6,7 +6,7 @@ import math
 import re
 from typing import Annotated
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -36,10 +36,34 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 60:g}m"
 
 
+# What editors see in the JSON Schema: the text forms are allowed, not only numbers.
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)?\s*$"},
+    ],
+    "description": "seconds, or a duration such as 500ms, 30s, 2m, 1h",
+}
+_COUNT_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1},
+        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"},
+    ],
+    "description": 'a number of hosts, or a percentage such as "25%"',
+}
+_PERCENT_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "maximum": 100},
+        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"},
+    ],
+    "description": "a percentage such as 25%",
+}
+
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(_DURATION_SCHEMA),
 ]
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
@@ -67,7 +91,7 @@ def resolve_count(count: int | str, total: int) -> int:
     return min(total, max(1, math.ceil(total * share - 1e-9)))
 
 
-HostCount = Annotated[int | str, BeforeValidator(parse_count)]
+HostCount = Annotated[int | str, BeforeValidator(parse_count), WithJsonSchema(_COUNT_SCHEMA)]
 
 _FRACTION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
@@ -88,4 +112,4 @@ def parse_percent(value: object) -> float:
     return number
 
 
-Percent = Annotated[float, BeforeValidator(parse_percent)]
+Percent = Annotated[float, BeforeValidator(parse_percent), WithJsonSchema(_PERCENT_SCHEMA)]

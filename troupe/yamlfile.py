@@ -55,18 +55,47 @@ def _yaml_problem(exc: yaml.YAMLError) -> FieldProblem:
     return FieldProblem("", f"not valid YAML ({problem})", line)
 
 
+class Within(ValueError):
+    """Raised by a validator of a whole field to point at one entry inside it, e.g.
+    `Within(("web",), "group 'web' lists unknown hosts")` from the `groups` validator."""
+
+    def __init__(self, path: Loc, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 def _problems(exc: ValidationError, root: yaml.Node | None) -> list[FieldProblem]:
     problems = []
     for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+        inner = err.get("ctx", {}).get("error")
+        deeper = inner.path if isinstance(inner, Within) else ()
+        loc = tuple(p for p in (*err["loc"], *deeper) if not _is_union_tag(p))
         problems.append(FieldProblem(dotted(loc), _message(err), line_of(root, loc)))
     return _most_specific(problems)
 
 
+_SCALAR_TAGS = {"int", "str", "float", "bool", "none", "list", "dict"}
+
+
 def _is_union_tag(part: int | str) -> bool:
-    """pydantic names the member of a union it tried (`literal['socket']`, `HttpDelivery`)
-    in the error location; our field names are lower_snake_case, so those are tags."""
-    return isinstance(part, str) and (not part.isidentifier() or part[:1].isupper())
+    """pydantic names the member of a union it tried in the error location: a scalar type,
+    `literal['socket']`, `function-before[...]`, or a model's class name. Those are not
+    fields; host names or dict keys such as `web2.example.com` are."""
+    if not isinstance(part, str):
+        return False
+    if part in _SCALAR_TAGS or part.startswith(("literal[", "function-", "list[", "dict[")):
+        return True
+    return part in _model_names()
+
+
+def _model_names() -> frozenset[str]:
+    names: set[str] = set()
+    todo = list(BaseModel.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo += cls.__subclasses__()
+    return frozenset(names)
 
 
 def _most_specific(problems: list[FieldProblem]) -> list[FieldProblem]:
