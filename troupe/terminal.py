@@ -15,6 +15,7 @@ import click
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from troupe.progress import ApprovalNeeded, Event, HostDone, HostRolledBack, RunFinished, StepDone
 from troupe.report import event_line
@@ -56,14 +57,14 @@ class TerminalReporter:
         with self._lock:
             self._track(event)
             line = event_line(event)
-            if line is None:
-                return
+            if line is None or isinstance(event, RunFinished):
+                return  # the caller prints the summary once the display is closed
             if self._live is not None and not isinstance(event, StepDone | HostDone):
                 self._live.console.print(line, markup=False, highlight=False)
                 self._live.update(self._table())
             elif self._live is not None:
                 self._live.update(self._table())
-            elif not isinstance(event, RunFinished):
+            else:
                 click.echo(line, file=self.stream)
 
     def _track(self, event: Event) -> None:
@@ -84,7 +85,7 @@ class TerminalReporter:
         table.add_column("state")
         table.add_column("last step")
         for host, state in self.states.items():
-            table.add_row(host, f"[{_STYLE.get(state, '')}]{state}[/]", self.steps[host])
+            table.add_row(host, Text(state, style=_STYLE.get(state, "")), self.steps[host])
         return table
 
     def approve(self, request: ApprovalNeeded) -> bool:
