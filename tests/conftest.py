@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import pytest
 from slack_sdk import WebClient
 
+from tests.integration.sshfleet import SshFleet
 from troupe.localslack.delivery import Timing
 from troupe.localslack.server import Settings, ThreadedLocalSlack
 from troupe.localslack.workspace import Workspace, default_workspace
@@ -53,3 +56,28 @@ def server(make_server: ServerFactory) -> ThreadedLocalSlack:
 def client_for(server: ThreadedLocalSlack) -> Callable[[str], WebClient]:
     """A real slack_sdk WebClient for a token, pointed at the server by base_url only."""
     return lambda token: WebClient(token=token, base_url=server.api_url)
+
+
+@pytest.fixture
+def ssh_fleet() -> Iterator[Callable[[int], SshFleet]]:
+    """Start SSH test fleets (`ssh_fleet(n)`: n sshd hosts on 127.0.1.x); all stopped at the end.
+
+    Each fleet gets its own directory from mkdtemp: the test user must be able to read
+    the client key and write its host directories, and pytest's tmp_path is private to root.
+    """
+    started: list[tuple[SshFleet, Path]] = []
+
+    def make(n: int) -> SshFleet:
+        workdir = Path(tempfile.mkdtemp(prefix="troupe-fleet-"))
+        try:
+            fleet = SshFleet(n, workdir)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        started.append((fleet, workdir))
+        return fleet
+
+    yield make
+    for fleet, workdir in started:
+        fleet.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

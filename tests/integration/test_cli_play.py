@@ -14,12 +14,12 @@ TROUPE = [sys.executable, "-m", "troupe.cli"]
 
 def local_fleet(tmp_path: Path, n: int = 3) -> Path:
     """A troupe.yaml whose hosts are directories on this machine."""
+    roots = {f"web{i}": tmp_path / f"web{i}" for i in range(1, n + 1)}
     hosts = {
-        f"web{i}": {"connection": "local", "vars": {"root": str(tmp_path / f"web{i}")}}
-        for i in range(1, n + 1)
+        name: {"connection": "local", "vars": {"root": str(root)}} for name, root in roots.items()
     }
-    for spec in hosts.values():
-        Path(spec["vars"]["root"]).mkdir()
+    for root in roots.values():
+        root.mkdir()
     config = {"inventory": {"hosts": hosts, "groups": {"web": list(hosts)}}}
     path = tmp_path / "troupe.yaml"
     path.write_text(yaml.safe_dump(config))
