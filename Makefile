@@ -34,8 +34,10 @@ lint: $(STAMP)
 test: $(STAMP) system-deps lint
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/localslack_bench.py
+	$(BIN)/python benchmarks/rollout_vs_ansible.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -92,6 +92,8 @@ class Executor:
         self.outcomes = {name: HostOutcome(name) for name in plan.hosts}
         self.batches_done: list[int] = []
         self._remotes: dict[str, Remote] = {}
+        # Connections are opened ahead of their batch on these threads (see _prefetch).
+        self._connector = ThreadPoolExecutor(forks, thread_name_prefix="troupe-connect")
         self._lock = threading.Lock()
         self._fenced: TroupeError | None = None
 
@@ -100,10 +102,13 @@ class Executor:
     def run(self) -> RunResult:
         started = time.monotonic()
         pool = ThreadPoolExecutor(self.forks, thread_name_prefix="troupe-host")
+        first = self.plan.batches[:1]
+        self._prefetch(first[0].hosts if first else ())
         try:
             outcome, reason = self._run_phases(pool)
         finally:
             pool.shutdown(wait=True)
+            self._connector.shutdown(wait=True, cancel_futures=True)
             self._close_all()
         result = RunResult(outcome, self.outcomes, self.batches_done, reason)
         result.duration = time.monotonic() - started
@@ -142,6 +147,7 @@ class Executor:
     # ---- batches -----------------------------------------------------------------------
 
     def _batch(self, batch: Batch, pool: ThreadPoolExecutor) -> None:
+        self._prefetch(self._next_batch(batch))
         self.hooks.on_event(BatchStarted(batch.number, batch.hosts))
         slots = threading.Semaphore(batch.concurrency)
 
@@ -376,6 +382,22 @@ class Executor:
         self.hooks.on_event(HostRolledBack(name, error is None, error))
 
     # ---- connections -------------------------------------------------------------------
+
+    def _next_batch(self, batch: Batch) -> tuple[str, ...]:
+        later = [b for b in self.plan.batches if b.number == batch.number + 1]
+        return later[0].hosts if later else ()
+
+    def _prefetch(self, names: tuple[str, ...]) -> None:
+        """Open connections ahead of their batch, so connecting overlaps the work before it.
+        Connecting is not touching: nothing runs on the host. Failures are left for the
+        host's own turn, which reports them."""
+        for name in names:
+            self._connector.submit(self._open_quietly, name)
+
+    def _open_quietly(self, name: str) -> None:
+        if self._fenced is None and not self.hooks.stop.is_set():
+            with contextlib.suppress(TroupeError):
+                self._remote(name).open()
 
     def _remote(self, name: str) -> Remote:
         with self._lock:

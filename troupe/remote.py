@@ -57,6 +57,10 @@ class Remote(Protocol):
         """Upload a local file to `dest` on the host."""
         ...
 
+    def open(self) -> Remote:
+        """Connect now rather than on first use (ConnectError if unreachable)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -115,6 +119,9 @@ class ScriptedRemote:
     def put(self, src: Path, dest: str, *, mode: str | None = None, sudo: bool = False) -> None:
         with self.lock:
             self.log.append((self.host.name, f"put {src} {dest}"))
+
+    def open(self) -> ScriptedRemote:
+        return self
 
     def close(self) -> None:
         with self.lock:
@@ -532,6 +539,9 @@ class LocalRemote:
 
     def __init__(self, host: Host) -> None:
         self.host = host
+
+    def open(self) -> LocalRemote:
+        return self  # nothing to connect
 
     def run(
         self, command: str, *, sudo: bool = False, timeout: float | None = None

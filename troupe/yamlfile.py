@@ -16,6 +16,8 @@ from pydantic import BaseModel, ValidationError
 from troupe.errors import FieldProblem, FileFormatError
 
 M = TypeVar("M", bound=BaseModel)
+# libyaml's loader when PyYAML was built with it: the same safe subset, ~10x faster.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 Loc = tuple[int | str, ...]
 
 
@@ -36,8 +38,8 @@ def load_model(path: str | Path, model: type[M]) -> M:
 def parse_model(text: str, model: type[M], name: str = "<string>") -> M:
     """Validate YAML `text` as `model`; `name` is used in error messages."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_LOADER)
+        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - _LOADER is a safe loader
     except yaml.YAMLError as exc:
         raise FileFormatError(name, [_yaml_problem(exc)]) from exc
     if not isinstance(data, dict):
