@@ -102,8 +102,7 @@ class Executor:
     def run(self) -> RunResult:
         started = time.monotonic()
         pool = ThreadPoolExecutor(self.forks, thread_name_prefix="troupe-host")
-        first = self.plan.batches[:1]
-        self._prefetch(first[0].hosts if first else ())
+        self._prefetch(tuple(h for b in self.plan.batches for h in b.hosts))
         try:
             outcome, reason = self._run_phases(pool)
         finally:
@@ -147,7 +146,6 @@ class Executor:
     # ---- batches -----------------------------------------------------------------------
 
     def _batch(self, batch: Batch, pool: ThreadPoolExecutor) -> None:
-        self._prefetch(self._next_batch(batch))
         self.hooks.on_event(BatchStarted(batch.number, batch.hosts))
         slots = threading.Semaphore(batch.concurrency)
 
@@ -383,14 +381,11 @@ class Executor:
 
     # ---- connections -------------------------------------------------------------------
 
-    def _next_batch(self, batch: Batch) -> tuple[str, ...]:
-        later = [b for b in self.plan.batches if b.number == batch.number + 1]
-        return later[0].hosts if later else ()
-
     def _prefetch(self, names: tuple[str, ...]) -> None:
-        """Open connections ahead of their batch, so connecting overlaps the work before it.
-        Connecting is not touching: nothing runs on the host. Failures are left for the
-        host's own turn, which reports them."""
+        """Open every connection at the start, `forks` at a time, so that connecting
+        overlaps the first batch's work instead of delaying each batch. Connecting is not
+        touching: nothing runs on a host. Failures are left for the host's own turn,
+        which reports them (a dead connection is reopened then, too)."""
         for name in names:
             self._connector.submit(self._open_quietly, name)
 

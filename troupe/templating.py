@@ -9,10 +9,11 @@ and are left as they are, so commands stay readable.
 
 from __future__ import annotations
 
+import functools
 import shlex
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from troupe.errors import InputError
@@ -54,7 +55,7 @@ def evaluate(expression: str, context: dict[str, Any], where: str = "when") -> b
 
 def _render(env: SandboxedEnvironment, template: str, context: dict[str, Any], where: str) -> str:
     try:
-        return env.from_string(template).render(**context)
+        return _compiled(env, template).render(**context)
     except _EVALUATION_ERRORS as exc:
         raise TemplateProblem(where, _explain(exc)) from exc
 
@@ -62,6 +63,12 @@ def _render(env: SandboxedEnvironment, template: str, context: dict[str, Any], w
 # What an expression can raise besides Jinja's own errors: `{{ 1 // n }}` with n=0,
 # `{{ range(10**9) }}` refused by the sandbox (OverflowError), `{{ x|int + "a" }}`, ...
 _EVALUATION_ERRORS = (TemplateError, ArithmeticError, ValueError, TypeError, LookupError)
+
+
+@functools.lru_cache(maxsize=2048)
+def _compiled(env: SandboxedEnvironment, template: str) -> Template:
+    """Each task's template is compiled once, not once per host."""
+    return env.from_string(template)
 
 
 def _explain(exc: Exception) -> str:
