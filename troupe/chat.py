@@ -1,0 +1,146 @@
+"""Edge: the Slack Web API as the claim protocol and the reports use it.
+
+Transient trouble — rate limits (429 + Retry-After), 5xx, `internal_error`-style
+answers, dropped connections — is retried inside slack_sdk's WebClient by its
+retry handlers, so callers only see definitive answers. Those become SlackError
+(with the method and Slack's error code); `already_pinned` and friends are
+ordinary results of the helpers below, not exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry import RetryHandler
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+
+from troupe.errors import RateLimited, SlackError
+
+# Answers that say "try again", not "no": Slack documents these as transient.
+TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+_BACKOFF = BackoffRetryIntervalCalculator(backoff_factor=0.2)
+
+
+class TransientErrorRetryHandler(RetryHandler):
+    """Retries HTTP 200 answers whose `error` is transient (slack_sdk's own handlers
+    cover connection errors, 429 and 5xx, but not these)."""
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        body: dict[str, Any] = (response.body if response is not None else None) or {}
+        return body.get("ok") is False and body.get("error") in TRANSIENT
+
+
+def retry_handlers(patience: int = 12) -> list[RetryHandler]:
+    """Handlers for every WebClient Troupe makes: `patience` tries of each kind."""
+    return [
+        ConnectionErrorRetryHandler(max_retry_count=patience, interval_calculator=_BACKOFF),
+        RateLimitErrorRetryHandler(max_retry_count=patience),
+        ServerErrorRetryHandler(max_retry_count=patience, interval_calculator=_BACKOFF),
+        TransientErrorRetryHandler(max_retry_count=patience, interval_calculator=_BACKOFF),
+    ]
+
+
+def make_client(token: str, base_url: str | None = None, timeout: int = 30) -> WebClient:
+    """A WebClient with Troupe's retry policy; `base_url` points it at localslack."""
+    kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
+    return WebClient(token=token, timeout=timeout, retry_handlers=retry_handlers(), **kwargs)
+
+
+class Chat:
+    """One channel, seen through one client."""
+
+    def __init__(self, client: WebClient, channel: str) -> None:
+        self.client = client
+        self.channel = channel
+
+    def call(self, method: str, **args: Any) -> dict[str, Any]:
+        try:
+            return dict(self.client.api_call(method, json=args).data)  # type: ignore[arg-type]
+        except SlackApiError as exc:
+            raise _translate(method, exc) from exc
+
+    # ---- what the protocol needs -------------------------------------------------------
+
+    def pin(self, ts: str) -> bool:
+        """Test-and-set: True if this call pinned it, False if it was already pinned."""
+        try:
+            self.call("pins.add", channel=self.channel, timestamp=ts)
+        except SlackError as exc:
+            if exc.error == "already_pinned":
+                return False
+            raise
+        return True
+
+    def unpin(self, ts: str) -> None:
+        """Remove the pin; a pin that is already gone is fine (someone else released it)."""
+        try:
+            self.call("pins.remove", channel=self.channel, timestamp=ts)
+        except SlackError as exc:
+            if exc.error not in ("no_pin", "not_pinned", "message_not_found"):
+                raise
+
+    def pinned(self) -> set[str]:
+        items = self.call("pins.list", channel=self.channel).get("items", [])
+        return {i["message"]["ts"] for i in items if i.get("type") == "message"}
+
+    def post(self, text: str, thread_ts: str | None = None, **extra: Any) -> str:
+        args: dict[str, Any] = {"channel": self.channel, "text": text, **extra}
+        if thread_ts:
+            args["thread_ts"] = thread_ts
+        return str(self.call("chat.postMessage", **args)["ts"])
+
+    def update(self, ts: str, text: str, **extra: Any) -> None:
+        self.call("chat.update", channel=self.channel, ts=ts, text=text, **extra)
+
+    def react(self, ts: str, name: str) -> None:
+        try:
+            self.call("reactions.add", channel=self.channel, timestamp=ts, name=name)
+        except SlackError as exc:
+            if exc.error != "already_reacted":
+                raise
+
+    def thread(self, ts: str) -> list[dict[str, Any]]:
+        """The parent and every reply, oldest first."""
+        return list(self._pages("conversations.replies", ts=ts, limit=200))
+
+    def history(self, oldest: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """Top-level messages newer than `oldest`, newest first (one page)."""
+        args: dict[str, Any] = {"channel": self.channel, "limit": limit}
+        if oldest:
+            args["oldest"] = oldest
+        return list(self.call("conversations.history", **args).get("messages", []))
+
+    def _pages(self, method: str, **args: Any) -> Iterator[dict[str, Any]]:
+        cursor = None
+        while True:
+            page = self.call(method, channel=self.channel, cursor=cursor, **args)
+            yield from page.get("messages", [])
+            cursor = page.get("response_metadata", {}).get("next_cursor")
+            if not cursor:
+                return
+
+
+def _translate(method: str, exc: SlackApiError) -> SlackError:
+    response = exc.response
+    if response.status_code == 429:
+        return RateLimited(method, float(response.headers.get("Retry-After", 1)))
+    error = response.get("error") if isinstance(response.data, dict) else None
+    return SlackError(method, str(error or f"HTTP {response.status_code}"))

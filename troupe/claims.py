@@ -1,0 +1,233 @@
+"""The SlackMQ claim protocol, made safe (see docs/claims.md for the why).
+
+A command message is claimed by pinning it (`pins.add` is a test-and-set) and
+posting a claim record in its thread: replica, generation, lease expiry. The
+owner renews the lease by editing its record (heartbeat). Exactly one owner per
+generation is decided by the thread itself — the claim record with the lowest
+`ts` wins — so the protocol stays correct if `pins.add` is not atomic, and a
+takeover (generation + 1, after the lease expired) is decided the same way.
+An owner that was asleep past its lease re-reads the thread before touching
+another host (fencing) and stops if a newer generation exists. Completion is
+permanent and visible: a done record and a ✅/❌ reaction, written before the
+pin is released.
+
+The record texts live here, next to their parser, because the two must agree.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from troupe.chat import Chat
+from troupe.errors import TroupeError
+
+DONE_REACTIONS = {"white_check_mark": True, "x": False}
+
+
+@dataclass(frozen=True)
+class Lease:
+    seconds: float = 30.0  # an owner silent this long may be replaced
+    heartbeat: float = 10.0  # how often the owner renews
+    settle: float = 0.5  # wait before reading who won (Slack is not read-your-writes)
+    orphan_grace: float = 30.0  # a pin with no claim record this old is taken over
+
+
+class ClaimLost(TroupeError):
+    """This replica no longer owns the command: it must not touch another host."""
+
+    def __init__(self, command_ts: str, replica: str, by: str) -> None:
+        self.command_ts = command_ts
+        super().__init__(f"{replica} lost the claim on {command_ts} to {by}")
+
+
+# ---- records (pure) ------------------------------------------------------------------------
+
+_CLAIM = re.compile(
+    r"^:lock: claimed by \*(?P<replica>[^*]+)\* · generation (?P<gen>\d+) · "
+    r"lease until (?P<until>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)"
+)
+_JOURNAL = re.compile(r"^:notebook: batch (?P<batch>\d+) done · generation (?P<gen>\d+)")
+_DONE = re.compile(r"^:(?P<emoji>white_check_mark|x): (?:done|failed)\b")
+
+
+def claim_text(replica: str, generation: int, until: float) -> str:
+    stamp = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f":lock: claimed by *{replica}* · generation {generation} · lease until {stamp}"
+
+
+def journal_text(batch: int, generation: int, hosts: list[str]) -> str:
+    return f":notebook: batch {batch} done · generation {generation} · {', '.join(hosts)}"
+
+
+def done_text(ok: bool, summary: str) -> str:
+    return (":white_check_mark: done" if ok else ":x: failed") + (
+        f" · {summary}" if summary else ""
+    )
+
+
+@dataclass(frozen=True)
+class ClaimRecord:
+    replica: str
+    generation: int
+    until: float
+    ts: str
+
+
+@dataclass
+class ThreadState:
+    """What the thread of one command says, read by anyone."""
+
+    command_ts: str
+    done: bool | None = None  # None: not done; True/False: succeeded/failed
+    claims: list[ClaimRecord] = field(default_factory=list)
+    batches_done: set[int] = field(default_factory=set)
+    pinned: bool = False
+    posted_at: float = 0.0  # the command's own ts, as a time
+
+    @property
+    def generation(self) -> int:
+        return max((c.generation for c in self.claims), default=0)
+
+    @property
+    def owner(self) -> ClaimRecord | None:
+        """The winner of the newest generation: its record with the lowest ts."""
+        newest = [c for c in self.claims if c.generation == self.generation]
+        return min(newest, key=lambda c: c.ts) if newest else None
+
+    def claimable(self, now: float, lease: Lease) -> bool:
+        """Open for a claim: not done, and no live owner (none yet, or its lease ran out)."""
+        if self.done is not None:
+            return False
+        owner = self.owner
+        if owner is None:
+            return not self.pinned or now - self.posted_at > lease.orphan_grace
+        return owner.until < now
+
+
+def read_thread(messages: list[dict[str, Any]], fleet: set[str]) -> ThreadState:
+    """Parse a command's thread (parent first). Only records by fleet bots count."""
+    parent = messages[0]
+    state = ThreadState(parent["ts"], pinned=bool(parent.get("pinned_to")))
+    state.posted_at = float(parent["ts"])
+    for reaction in parent.get("reactions", []):
+        if reaction["name"] in DONE_REACTIONS and fleet & set(reaction.get("users", [])):
+            state.done = DONE_REACTIONS[reaction["name"]]
+    for message in messages[1:]:
+        if message.get("user") in fleet:
+            _read_record(state, message)
+    return state
+
+
+def _read_record(state: ThreadState, message: dict[str, Any]) -> None:
+    text = message.get("text", "")
+    if match := _CLAIM.match(text):
+        until = datetime.strptime(match["until"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        state.claims.append(
+            ClaimRecord(match["replica"], int(match["gen"]), until.timestamp(), message["ts"])
+        )
+    elif match := _JOURNAL.match(text):
+        state.batches_done.add(int(match["batch"]))
+    elif match := _DONE.match(text):
+        state.done = match["emoji"] == "white_check_mark"
+
+
+# ---- the protocol (edge: talks to Slack through Chat) ----------------------------------------
+
+
+@dataclass
+class Claim:
+    """A command this replica owns, for one generation."""
+
+    command_ts: str
+    generation: int
+    record_ts: str
+    confirmed_at: float  # when we last knew, from the thread, that we still own it
+    batches_done: set[int] = field(default_factory=set)  # from the journal, for resume
+
+
+class Claimer:
+    def __init__(
+        self,
+        chat: Chat,
+        replica: str,
+        fleet: set[str],
+        lease: Lease | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.chat = chat
+        self.replica = replica
+        self.fleet = fleet
+        self.lease = lease or Lease()
+        self.clock = clock
+        self.sleep = sleep
+
+    def state(self, command_ts: str) -> ThreadState:
+        return read_thread(self.chat.thread(command_ts), self.fleet)
+
+    def try_claim(self, command_ts: str) -> Claim | None:
+        """Claim the command if it is open; None if it is done or someone else has it."""
+        state = self.state(command_ts)
+        if not state.claimable(self.clock(), self.lease):
+            return None
+        if state.owner is None and not state.pinned and not self.chat.pin(command_ts):
+            return None  # lost the pin race: the winner posts its record next
+        generation = state.generation + 1
+        record = self.chat.post(self._claim_text(generation), thread_ts=command_ts)
+        self.sleep(self.lease.settle)
+        after = self.state(command_ts)
+        owner = after.owner
+        if (
+            after.done is not None
+            or owner is None
+            or owner.ts != record
+            or after.generation != generation
+        ):
+            self.chat.update(record, f":zzz: {self.replica} yields generation {generation}")
+            return None
+        return Claim(command_ts, generation, record, self.clock(), set(after.batches_done))
+
+    def _claim_text(self, generation: int) -> str:
+        return claim_text(self.replica, generation, self.clock() + self.lease.seconds)
+
+    def heartbeat(self, claim: Claim) -> None:
+        """Renew the lease; raises ClaimLost if a newer generation exists."""
+        self._confirm(claim)
+        self.chat.update(claim.record_ts, self._claim_text(claim.generation))
+        claim.confirmed_at = self.clock()
+
+    def _confirm(self, claim: Claim) -> None:
+        state = self.state(claim.command_ts)
+        owner = state.owner
+        if owner is None or owner.ts != claim.record_ts or state.done is not None:
+            by = owner.replica if owner else "nobody (the command was released or finished)"
+            raise ClaimLost(claim.command_ts, self.replica, by)
+
+    def guard(self, claim: Claim) -> None:
+        """Fencing, before touching a host: cheap while heartbeats are fresh; after a
+        silence near the lease (a stalled process), re-read the thread first."""
+        if self.clock() - claim.confirmed_at > self.lease.seconds - self.lease.heartbeat:
+            self.heartbeat(claim)
+
+    def journal(self, claim: Claim, batch: int, hosts: list[str]) -> None:
+        self.guard(claim)
+        self.chat.post(journal_text(batch, claim.generation, hosts), thread_ts=claim.command_ts)
+        claim.batches_done.add(batch)
+
+    def finish(self, claim: Claim, ok: bool, summary: str = "") -> None:
+        """Mark done for good (record, reaction), then release the pin."""
+        self.guard(claim)
+        self.chat.post(done_text(ok, summary), thread_ts=claim.command_ts)
+        self.chat.react(claim.command_ts, "white_check_mark" if ok else "x")
+        self.chat.unpin(claim.command_ts)
+
+    def hand_off(self, claim: Claim, reason: str) -> None:
+        """Give the claim up without finishing (shutdown): the lease ends now, so another
+        replica takes over at once; the pin stays, because the command is not done."""
+        self.chat.update(claim.record_ts, claim_text(self.replica, claim.generation, self.clock()))
+        self.chat.post(f":wave: {self.replica} hands over: {reason}", thread_ts=claim.command_ts)
