@@ -16,6 +16,8 @@ The record texts live here, next to their parser, because the two must agree.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import time
 from collections.abc import Callable
@@ -51,7 +53,11 @@ _CLAIM = re.compile(
     r"^:lock: claimed by \*(?P<replica>[^*]+)\* · generation (?P<gen>\d+) · "
     r"lease until (?P<until>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)"
 )
-_JOURNAL = re.compile(r"^:notebook: batch (?P<batch>\d+) done · generation (?P<gen>\d+)")
+_JOURNAL = re.compile(
+    r"^:notebook: batch (?P<batch>\d+) done · generation (?P<gen>\d+)"
+    r"(?:.*?`(?P<previous>\{.*\})`)?$",
+    re.S,
+)
 _DONE = re.compile(r"^:(?P<emoji>white_check_mark|x): (?:done|failed)\b")
 
 
@@ -60,8 +66,15 @@ def claim_text(replica: str, generation: int, until: float) -> str:
     return f":lock: claimed by *{replica}* · generation {generation} · lease until {stamp}"
 
 
-def journal_text(batch: int, generation: int, hosts: list[str]) -> str:
-    return f":notebook: batch {batch} done · generation {generation} · {', '.join(hosts)}"
+def journal_text(
+    batch: int, generation: int, hosts: list[str], previous: dict[str, dict[str, str]] | None = None
+) -> str:
+    """A finished batch; `previous` (what each host had before) lets a replica that takes
+    over roll these hosts back too."""
+    text = f":notebook: batch {batch} done · generation {generation} · {', '.join(hosts)}"
+    if previous:
+        text += f" · previous `{json.dumps(previous, sort_keys=True, separators=(',', ':'))}`"
+    return text
 
 
 def done_text(ok: bool, summary: str) -> str:
@@ -86,6 +99,8 @@ class ThreadState:
     done: bool | None = None  # None: not done; True/False: succeeded/failed
     claims: list[ClaimRecord] = field(default_factory=list)
     batches_done: set[int] = field(default_factory=set)
+    previous: dict[str, dict[str, str]] = field(default_factory=dict)  # from the journal
+    batch_hosts: dict[int, list[str]] = field(default_factory=dict)  # from the journal
     pinned: bool = False
     posted_at: float = 0.0  # the command's own ts, as a time
 
@@ -131,7 +146,15 @@ def _read_record(state: ThreadState, message: dict[str, Any]) -> None:
             ClaimRecord(match["replica"], int(match["gen"]), until.timestamp(), message["ts"])
         )
     elif match := _JOURNAL.match(text):
-        state.batches_done.add(int(match["batch"]))
+        batch = int(match["batch"])
+        state.batches_done.add(batch)
+        hosts = text.split(" · ")[2] if text.count(" · ") >= 2 else ""
+        state.batch_hosts[batch] = [
+            h for h in hosts.split(", ") if h and not h.startswith("previous")
+        ]
+        if match["previous"]:
+            with contextlib.suppress(ValueError):
+                state.previous |= json.loads(match["previous"])
     elif match := _DONE.match(text):
         state.done = match["emoji"] == "white_check_mark"
 
@@ -148,6 +171,7 @@ class Claim:
     record_ts: str
     confirmed_at: float  # when we last knew, from the thread, that we still own it
     batches_done: set[int] = field(default_factory=set)  # from the journal, for resume
+    previous: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class Claimer:
@@ -190,7 +214,9 @@ class Claimer:
         ):
             self.chat.update(record, f":zzz: {self.replica} yields generation {generation}")
             return None
-        return Claim(command_ts, generation, record, self.clock(), set(after.batches_done))
+        return Claim(
+            command_ts, generation, record, self.clock(), set(after.batches_done), after.previous
+        )
 
     def _claim_text(self, generation: int) -> str:
         return claim_text(self.replica, generation, self.clock() + self.lease.seconds)
@@ -214,9 +240,16 @@ class Claimer:
         if self.clock() - claim.confirmed_at > self.lease.seconds - self.lease.heartbeat:
             self.heartbeat(claim)
 
-    def journal(self, claim: Claim, batch: int, hosts: list[str]) -> None:
+    def journal(
+        self,
+        claim: Claim,
+        batch: int,
+        hosts: list[str],
+        previous: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         self.guard(claim)
-        self.chat.post(journal_text(batch, claim.generation, hosts), thread_ts=claim.command_ts)
+        text = journal_text(batch, claim.generation, hosts, previous)
+        self.chat.post(text, thread_ts=claim.command_ts)
         claim.batches_done.add(batch)
 
     def finish(self, claim: Claim, ok: bool, summary: str = "") -> None:

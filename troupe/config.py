@@ -1,36 +1,105 @@
 """troupe.yaml: the settings of a replica and its inventory (pure, apart from reading it).
 
-Precedence, lowest first: built-in defaults < troupe.yaml < flags. (Later issues add
-the Slack settings and TROUPE_* environment variables; this module stays the one
-place that reads them.)
+Precedence, lowest first: built-in defaults < troupe.yaml < TROUPE_* environment
+variables < flags. This module is the only one that reads the environment. Secrets
+(tokens, the signing secret) come from the environment only, never from the file.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from troupe.errors import InputError
 from troupe.inventory import Inventory
+from troupe.units import Duration
 from troupe.yamlfile import load_model
 
 DEFAULT_PATH = Path("troupe.yaml")
+SLACK_API = "https://slack.com/api/"
 
 
-class Execution(BaseModel):
+class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+
+class Execution(_Section):
     forks: Annotated[int, Field(ge=1, le=500)] = 10  # hosts worked on at once, at most
     playbooks_dir: str = "playbooks"
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")  # a misspelt section is an error
+class LeaseSettings(_Section):
+    seconds: Duration = 30.0
+    heartbeat: Duration = 10.0
+    settle: Duration = 0.5
+    orphan_grace: Duration = 30.0
 
+
+class HttpListener(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 3000
+    path: str = "/slack/events"
+
+
+class SlackSettings(_Section):
+    channel: Annotated[str, Field(pattern=r"^C[A-Z0-9]{8,}$")] | None = None
+    api_url: str = SLACK_API  # point at localslack: http://127.0.0.1:8310/api/
+    delivery: Literal["socket", "http"] = "socket"
+    http: HttpListener = HttpListener()
+    prefix: str | None = None  # e.g. "troupe": commands may start with it instead of a mention
+    fleet: list[
+        Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,}$")]
+    ] = []  # every replica's bot user
+    lease: LeaseSettings = LeaseSettings()
+    sweep_interval: Duration = 15.0
+    sweep_window: Duration = 3600.0  # how far back the sweeper looks for commands
+
+
+class Config(_Section):
     inventory: Inventory = Inventory()
     execution: Execution = Execution()
+    slack: SlackSettings = SlackSettings()
 
 
-def load_config(path: str | Path = DEFAULT_PATH) -> Config:
-    return load_model(path, Config)
+class Secrets(_Section):
+    """From the environment: TROUPE_BOT_TOKEN, TROUPE_APP_TOKEN, TROUPE_SIGNING_SECRET."""
+
+    bot_token: SecretStr
+    app_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+
+
+def load_config(path: str | Path = DEFAULT_PATH, env: Mapping[str, str] | None = None) -> Config:
+    """troupe.yaml with TROUPE_SLACK_API_URL / TROUPE_SLACK_CHANNEL applied on top."""
+    config = load_model(path, Config)
+    env = os.environ if env is None else env
+    overrides = {
+        "api_url": env.get("TROUPE_SLACK_API_URL"),
+        "channel": env.get("TROUPE_SLACK_CHANNEL"),
+    }
+    overrides = {k: v for k, v in overrides.items() if v}
+    if not overrides:
+        return config
+    slack = SlackSettings.model_validate(config.slack.model_dump() | overrides)
+    return config.model_copy(update={"slack": slack})
+
+
+def load_secrets(delivery: str, env: Mapping[str, str] | None = None) -> Secrets:
+    """The replica's tokens; says which variable is missing, never prints a value."""
+    env = os.environ if env is None else env
+    needed = ["TROUPE_BOT_TOKEN"]
+    needed.append("TROUPE_APP_TOKEN" if delivery == "socket" else "TROUPE_SIGNING_SECRET")
+    missing = [name for name in needed if not env.get(name)]
+    if missing:
+        raise InputError(f"set {' and '.join(missing)} in the environment ({delivery} delivery)")
+    return Secrets(
+        bot_token=SecretStr(env["TROUPE_BOT_TOKEN"]),
+        app_token=SecretStr(env["TROUPE_APP_TOKEN"]) if env.get("TROUPE_APP_TOKEN") else None,
+        signing_secret=(
+            SecretStr(env["TROUPE_SIGNING_SECRET"]) if env.get("TROUPE_SIGNING_SECRET") else None
+        ),
+    )

@@ -46,6 +46,15 @@ from troupe.remote import Connector, Remote
 from troupe.templating import TemplateProblem, evaluate, render_command, render_text
 
 
+@dataclass(frozen=True)
+class Resume:
+    """What an earlier owner finished (from the thread's journal): those batches are not
+    run again, and their hosts are rolled back with what was captured then."""
+
+    batches_done: frozenset[int] = frozenset()
+    previous: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
 @dataclass
 class Hooks:
     """How the executor talks to whoever drives it (terminal now, Slack later)."""
@@ -78,6 +87,7 @@ class Executor:
         files_dir: Path = Path(),
         forks: int = 10,
         check_mode: bool = False,
+        resume: Resume | None = None,
     ) -> None:
         self.playbook = playbook
         self.plan = plan
@@ -89,6 +99,7 @@ class Executor:
         self.files_dir = files_dir
         self.forks = forks
         self.check_mode = check_mode
+        self.resume = resume or Resume()
         self.outcomes = {name: HostOutcome(name) for name in plan.hosts}
         self.batches_done: list[int] = []
         self._remotes: dict[str, Remote] = {}
@@ -116,7 +127,7 @@ class Executor:
 
     def _run_phases(self, pool: ThreadPoolExecutor) -> tuple[RunOutcome, str]:
         try:
-            for phase in self.plan.phases:
+            for phase in self._resumed(self.plan.phases):
                 self._check_stop()
                 self._phase(phase, pool)
         except _Stop as stop:
@@ -124,6 +135,27 @@ class Executor:
                 return self._rollback(stop.outcome, stop.reason, pool)
             return stop.outcome, stop.reason
         return RunOutcome.SUCCEEDED, ""
+
+    def _resumed(self, phases: tuple[Phase, ...]) -> list[Phase]:
+        """The phases still to run: everything after the last batch the journal has.
+        (A gate or pause after it runs again: the earlier owner may have died in it.)"""
+        last = max(self.resume.batches_done, default=0)
+        cut = next(
+            (i + 1 for i, p in enumerate(phases) if isinstance(p, Batch) and p.number == last), 0
+        )
+        for phase in phases[:cut]:
+            if isinstance(phase, Batch):
+                self._mark_done(phase)
+        return list(phases[cut:])
+
+    def _mark_done(self, batch: Batch) -> None:
+        for name in batch.hosts:
+            outcome = self.outcomes[name]
+            outcome.batch, outcome.touched = batch.number, True
+            outcome.previous = dict(self.resume.previous.get(name, {}))
+            outcome.move(HostState.RUNNING)
+            outcome.move(HostState.OK)
+        self.batches_done.append(batch.number)
 
     def _check_stop(self) -> None:
         if self._fenced is not None:

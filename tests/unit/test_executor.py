@@ -9,7 +9,7 @@ import pytest
 
 from tests.unit.test_planner import hosts
 from troupe.errors import TroupeError
-from troupe.executor import Executor, Hooks
+from troupe.executor import Executor, Hooks, Resume
 from troupe.planner import make_plan
 from troupe.playbooks import Playbook
 from troupe.progress import (
@@ -214,3 +214,16 @@ def test_check_mode_changes_nothing() -> None:
 def test_invalid_variables_are_refused_before_any_host() -> None:
     with pytest.raises(TroupeError, match="variable 'version' is required"):
         run(rolling(), [], given={})
+
+
+def test_resume_skips_journaled_batches_and_rolls_them_back_with_their_capture() -> None:
+    rules = [Rule("cat /srv/version", stdout="1.5\n"), Rule("switch 2.0", 1, hosts={"h05"})]
+    resume = Resume(frozenset({1, 2}), {f"h0{i}": {"was": "1.0"} for i in range(1, 5)})
+    result, log, events = run(rolling(serial=2), rules, resume=resume)
+    assert [e.number for e in events if isinstance(e, BatchStarted)] == [3]
+    assert not [c for h, c in log if h in ("h01", "h02", "h03", "h04") and "unpack" in c]
+    assert result.outcome == RunOutcome.FAILED
+    assert result.batches_done == [1, 2, 3]
+    assert ("h01", "switch 1.0") in log  # rolled back with what the first owner captured
+    assert result.in_state(HostState.ROLLED_BACK) == ["h01", "h02", "h03", "h04", "h05", "h06"]
+    assert ("h05", "switch 1.5") in log
