@@ -36,7 +36,10 @@ class LazyGroup(click.Group):
     """Subcommands imported on first use (click's documented lazy-loading pattern), so
     `troupe play` does not pay for importing the localslack server stack."""
 
-    lazy: ClassVar[dict[str, str]] = {"localslack": "troupe.localslack.cli:localslack"}
+    lazy: ClassVar[dict[str, str]] = {
+        "localslack": "troupe.localslack.cli:localslack",
+        "run": "troupe.runner:run",
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])

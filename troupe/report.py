@@ -179,3 +179,49 @@ _OUTCOME = {
     RunOutcome.ABORTED: "Aborted",
     RunOutcome.INTERRUPTED: "Interrupted",
 }
+
+
+# ---- chat replies (the replica's side of the conversation) -----------------------------------
+
+HELP = {
+    "deploy": "`deploy <playbook> [to <group|hosts>] [key=value ...]`: run a playbook "
+    "(one replica claims it; progress and the result appear in this thread)",
+    "roll call": "`roll call`: every replica answers with its name and version",
+    "status": "`status`: the commands being worked on, and by whom",
+    "help": "`help [command]`: this list, or one command's usage",
+}
+
+
+def help_text(topic: str | None = None) -> str:
+    if topic is not None:
+        return HELP[topic]
+    return "Commands (mention me, or start with the prefix):\n" + "\n".join(
+        f"• {line}" for line in HELP.values()
+    )
+
+
+def roll_call_text(replica: str, version: str, busy_with: str | None) -> str:
+    state = f"busy with {busy_with}" if busy_with else "idle"
+    return f":raising_hand: *{replica}* here · version {version} · {state}"
+
+
+def status_text(claims: list[tuple[str, str, int]]) -> str:
+    """`claims`: (command text, owner replica, generation) of every open command."""
+    if not claims:
+        return "Nothing is running."
+    lines = [f"• {text} — {owner} (generation {gen})" for text, owner, gen in claims]
+    return "Working on:\n" + "\n".join(lines)
+
+
+def refused_text(error: str) -> str:
+    return f":warning: {error}"
+
+
+def lost_text(replica: str, error: str) -> str:
+    return (
+        f":octagonal_sign: {replica} stopped: {error}. Another replica carries on from the journal."
+    )
+
+
+def started_text(replica: str, plan: str) -> str:
+    return f":rocket: {replica} starts\n```\n{plan}\n```"

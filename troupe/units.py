@@ -62,7 +62,7 @@ _PERCENT_SCHEMA = {
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
     WithJsonSchema(_DURATION_SCHEMA),
 ]
 
