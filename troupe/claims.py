@@ -190,6 +190,9 @@ class Claimer:
         self.lease = lease or Lease()
         self.clock = clock
         self.sleep = sleep
+        # Commands someone else owns, and until when their lease runs: the sweeper need
+        # not read those threads again before then (conversations.replies is rate-limited).
+        self.busy_until: dict[str, float] = {}
 
     def state(self, command_ts: str) -> ThreadState:
         return read_thread(self.chat.thread(command_ts), self.fleet)
@@ -198,6 +201,7 @@ class Claimer:
         """Claim the command if it is open; None if it is done or someone else has it."""
         state = self.state(command_ts)
         if not state.claimable(self.clock(), self.lease):
+            self._remember(state)
             return None
         if state.owner is None and not state.pinned and not self.chat.pin(command_ts):
             return None  # lost the pin race: the winner posts its record next
@@ -217,6 +221,14 @@ class Claimer:
         return Claim(
             command_ts, generation, record, self.clock(), set(after.batches_done), after.previous
         )
+
+    def _remember(self, state: ThreadState) -> None:
+        if state.done is not None:
+            self.busy_until.pop(state.command_ts, None)
+        elif state.owner is not None:
+            self.busy_until[state.command_ts] = state.owner.until
+        else:  # pinned, no record yet: its pinner has orphan_grace to write one
+            self.busy_until[state.command_ts] = state.posted_at + self.lease.orphan_grace
 
     def _claim_text(self, generation: int) -> str:
         return claim_text(self.replica, generation, self.clock() + self.lease.seconds)

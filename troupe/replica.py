@@ -112,8 +112,9 @@ class Replica:
     def sweep(self) -> None:
         """Find commands no event brought here: unclaimed, stale, or roll calls."""
         oldest = f"{time.time() - self.config.slack.sweep_window:.6f}"
+        now = time.time()
         for message in reversed(self.chat.history(oldest=oldest)):
-            if _done(message, self.fleet):
+            if _done(message, self.fleet) or now < self.claimer.busy_until.get(message["ts"], 0):
                 continue
             self._forget(message["ts"])
             self.offer(message)
