@@ -65,6 +65,7 @@ class Replica:
         self.busy_with: str | None = None
         self._run_stop: threading.Event | None = None
         self._queued: set[str] = set()
+        self._answered: set[str] = set()
         self._lock = threading.Lock()
         self.app = self._bolt_app(secrets)
 
@@ -169,10 +170,13 @@ class Replica:
             self.claimer.finish(claim, ok)
 
     def _answer_roll_call(self, ts: str) -> None:
+        if ts in self._answered:
+            return
         mine = f"*{self.name}* here"
-        if any(mine in m.get("text", "") for m in self.chat.thread(ts)[1:]):
-            return  # already answered (a redelivery, or the sweeper)
-        self.chat.post(report.roll_call_text(self.name, __version__, self.busy_with), thread_ts=ts)
+        if not any(mine in m.get("text", "") for m in self.chat.thread(ts)[1:]):
+            text = report.roll_call_text(self.name, __version__, self.busy_with)
+            self.chat.post(text, thread_ts=ts)
+        self._answered.add(ts)  # answered once (redeliveries and sweeps find it here)
 
     def _open_claims(self) -> list[tuple[str, str, int]]:
         claims = []
