@@ -29,7 +29,19 @@ from troupe.errors import RateLimited, SlackError
 
 # Answers that say "try again", not "no": Slack documents these as transient.
 TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
-_BACKOFF = BackoffRetryIntervalCalculator(backoff_factor=0.2)
+MAX_BACKOFF = 5.0  # seconds: twelve tries then span about a minute, not hours
+
+
+class CappedBackoff(BackoffRetryIntervalCalculator):
+    """slack_sdk's exponential backoff with jitter, capped: an outage of Slack (or of
+    localslack) is waited out for about a minute, then reported, instead of the
+    doubling intervals growing for hours."""
+
+    def calculate_sleep_duration(self, current_attempt: int) -> float:
+        return min(MAX_BACKOFF, super().calculate_sleep_duration(current_attempt))
+
+
+_BACKOFF = CappedBackoff(backoff_factor=0.2)
 
 
 class TransientErrorRetryHandler(RetryHandler):

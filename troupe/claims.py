@@ -53,11 +53,8 @@ _CLAIM = re.compile(
     r"^:lock: claimed by \*(?P<replica>[^*]+)\* · generation (?P<gen>\d+) · "
     r"lease until (?P<until>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)"
 )
-_JOURNAL = re.compile(
-    r"^:notebook: batch (?P<batch>\d+) done · generation (?P<gen>\d+)"
-    r"(?:.*?`(?P<previous>\{.*\})`)?$",
-    re.S,
-)
+_JOURNAL = re.compile(r"^:notebook: batch (?P<batch>\d+) done · generation (?P<gen>\d+)")
+_PREVIOUS = re.compile(r"· previous `(?P<json>\{.*\})`", re.S)
 _DONE = re.compile(r"^:(?P<emoji>white_check_mark|x): (?:done|failed)\b")
 
 
@@ -152,9 +149,9 @@ def _read_record(state: ThreadState, message: dict[str, Any]) -> None:
         state.batch_hosts[batch] = [
             h for h in hosts.split(", ") if h and not h.startswith("previous")
         ]
-        if match["previous"]:
+        if previous := _PREVIOUS.search(text):
             with contextlib.suppress(ValueError):
-                state.previous |= json.loads(match["previous"])
+                state.previous |= json.loads(previous["json"])
     elif match := _DONE.match(text):
         state.done = match["emoji"] == "white_check_mark"
 

@@ -188,6 +188,8 @@ class Executor:
         list(pool.map(one, batch.hosts))
         ok = tuple(n for n in batch.hosts if self.outcomes[n].state == HostState.OK)
         failed = tuple(n for n in batch.hosts if self.outcomes[n].state == HostState.FAILED)
+        if len(ok) + len(failed) < len(batch.hosts):
+            self._check_stop()  # stopped inside the batch: it is not done, and not journaled
         self.hooks.on_event(BatchDone(batch.number, ok, failed))
         self._check_stop()
         self.batches_done.append(batch.number)

@@ -14,12 +14,14 @@ from troupe.planner import make_plan
 from troupe.playbooks import Playbook
 from troupe.progress import (
     ApprovalNeeded,
+    BatchDone,
     BatchStarted,
     Event,
     HostState,
     RollbackStarted,
     RunOutcome,
     RunResult,
+    StepDone,
 )
 from troupe.remote import Rule, scripted
 
@@ -227,3 +229,20 @@ def test_resume_skips_journaled_batches_and_rolls_them_back_with_their_capture()
     assert ("h01", "switch 1.0") in log  # rolled back with what the first owner captured
     assert result.in_state(HostState.ROLLED_BACK) == ["h01", "h02", "h03", "h04", "h05", "h06"]
     assert ("h05", "switch 1.5") in log
+
+
+def test_a_batch_stopped_midway_is_not_reported_done() -> None:
+    stop = threading.Event()
+    events: list[Event] = []
+
+    def on_event(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, StepDone) and event.step == "unpack":
+            stop.set()  # between unpack and switch: the host is left half-way
+
+    book = {**rolling(serial=1), "capture": {}}
+    result, _, _ = run(book, [], n=2, hooks={"stop": stop, "on_event": on_event})
+    assert result.outcome == RunOutcome.INTERRUPTED
+    assert result.hosts["h01"].state == HostState.INTERRUPTED
+    assert not [e for e in events if isinstance(e, BatchDone)]  # nothing to journal
+    assert result.batches_done == []
