@@ -8,10 +8,13 @@ SIGTERM or Ctrl-C: stop claiming, let the running step finish, hand the claim ov
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -23,6 +26,7 @@ from troupe.config import DEFAULT_PATH, load_config, load_secrets
 from troupe.replica import Replica, run_socket_mode
 
 log = logging.getLogger("troupe")
+CLOSE_WAIT = 5.0  # seconds to close the Slack connection on shutdown
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -43,6 +47,8 @@ class _QuietHandler(WSGIRequestHandler):
 def run(config_path: Path, name: str | None) -> None:
     """Run one replica: take commands from the Slack channel and deploy."""
     logging.getLogger().setLevel(logging.INFO)
+    for noisy in ("slack_sdk", "slack_bolt"):  # their retries are ours to report, briefly
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     config = load_config(config_path)
     secrets = load_secrets(config.slack.delivery)
     replica = Replica(config, secrets, name or _hostname(), config_path.resolve().parent)
@@ -58,7 +64,13 @@ def run(config_path: Path, name: str | None) -> None:
     log.info("%s stopping: no new claims; the running step finishes, then hand-over", replica.name)
     replica.stop()
     _wait_idle(replica, timeout=config.slack.lease.seconds)
-    close()
+    _close_within(close, CLOSE_WAIT)
+    log.info("%s stopped", replica.name)
+    logging.shutdown()
+    sys.stdout.flush()
+    # The claim is handed over and nothing runs: do not wait for slack_sdk's reconnect
+    # threads, which keep retrying for a minute when Slack is unreachable.
+    os._exit(0)
 
 
 def _connect(replica: Replica, app_token: str) -> Any:
@@ -71,6 +83,12 @@ def _connect(replica: Replica, app_token: str) -> Any:
     threading.Thread(target=server.serve_forever, name="troupe-http", daemon=True).start()
     log.info("events at http://%s:%s%s", listener.host, server.server_port, listener.path)
     return server.shutdown
+
+
+def _close_within(close: Callable[[], object], seconds: float) -> None:
+    closer = threading.Thread(target=close, name="troupe-close", daemon=True)
+    closer.start()
+    closer.join(seconds)
 
 
 def _wait_idle(replica: Replica, timeout: float) -> None:
