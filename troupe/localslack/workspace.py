@@ -129,8 +129,9 @@ def load_workspace(path: str | Path) -> Workspace:
     return load_model(path, Workspace)
 
 
-def default_workspace() -> Workspace:
-    """One person, #ops, and three Socket Mode apps: enough for a three-replica fleet."""
+def default_workspace(replicas: str = "abc") -> Workspace:
+    """One person, #ops, and a Socket Mode app per letter of `replicas` (troupe-a, ...):
+    the default three make a three-replica fleet; tests and benchmarks ask for more."""
     apps = [
         App(
             id=f"A0TROUPE{x.upper()}",
@@ -140,7 +141,7 @@ def default_workspace() -> Workspace:
             app_token=f"xapp-troupe-{x}",
             signing_secret=f"s3cr3t-{x}",
         )
-        for x in "abc"
+        for x in replicas
     ]
     return Workspace(
         team=Team(id="T0TROUPE", name="troupe-dev"),
