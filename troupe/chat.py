@@ -60,12 +60,27 @@ class TransientErrorRetryHandler(RetryHandler):
         return body.get("ok") is False and body.get("error") in TRANSIENT
 
 
+class GatewayErrorRetryHandler(ServerErrorRetryHandler):
+    """slack_sdk's handler retries 500 and 503; a proxy's 502 and 504 are as transient."""
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return response is not None and response.status_code in (500, 502, 503, 504)
+
+
 def retry_handlers(patience: int = 12) -> list[RetryHandler]:
-    """Handlers for every WebClient Troupe makes: `patience` tries of each kind."""
+    """Handlers for every WebClient Troupe makes. slack_sdk counts attempts across all
+    handlers of a call, so `patience` bounds the retries of one call in total."""
     return [
         ConnectionErrorRetryHandler(max_retry_count=patience, interval_calculator=_BACKOFF),
         RateLimitErrorRetryHandler(max_retry_count=patience),
-        ServerErrorRetryHandler(max_retry_count=patience, interval_calculator=_BACKOFF),
+        GatewayErrorRetryHandler(max_retry_count=patience, interval_calculator=_BACKOFF),
         TransientErrorRetryHandler(max_retry_count=patience, interval_calculator=_BACKOFF),
     ]
 
@@ -76,6 +91,9 @@ def make_client(token: str, base_url: str | None = None, timeout: int = 30) -> W
     return WebClient(token=token, timeout=timeout, retry_handlers=retry_handlers(), **kwargs)
 
 
+_JSON_METHODS = frozenset({"chat.postMessage", "chat.update", "chat.postEphemeral"})
+
+
 class Chat:
     """One channel, seen through one client."""
 
@@ -84,8 +102,12 @@ class Chat:
         self.channel = channel
 
     def call(self, method: str, **args: Any) -> dict[str, Any]:
+        """Call a Web API method the way slack_sdk's typed method does: JSON for the
+        chat.* writes Slack documents JSON for, form fields for everything else."""
+        args = {k: v for k, v in args.items() if v is not None}
+        payload = {"json": args} if method in _JSON_METHODS else {"params": args}
         try:
-            return dict(self.client.api_call(method, json=args).data)  # type: ignore[arg-type]
+            return dict(self.client.api_call(method, **payload).data)  # type: ignore[arg-type]
         except SlackApiError as exc:
             raise _translate(method, exc) from exc
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,16 +43,16 @@ class Lease:
 class ClaimLost(TroupeError):
     """This replica no longer owns the command: it must not touch another host."""
 
-    def __init__(self, command_ts: str, replica: str, by: str) -> None:
+    def __init__(self, command_ts: str, replica: str, why: str) -> None:
         self.command_ts = command_ts
-        super().__init__(f"{replica} lost the claim on {command_ts} to {by}")
+        super().__init__(f"{replica} lost the claim on {command_ts}: {why}")
 
 
 # ---- records (pure) ------------------------------------------------------------------------
 
 _CLAIM = re.compile(
     r"^:lock: claimed by \*(?P<replica>[^*]+)\* · generation (?P<gen>\d+) · "
-    r"lease until (?P<until>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)"
+    r"lease until (?P<until>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z)"
 )
 _JOURNAL = re.compile(r"^:notebook: batch (?P<batch>\d+) done · generation (?P<gen>\d+)")
 _PREVIOUS = re.compile(r"· previous `(?P<json>\{.*\})`", re.S)
@@ -111,13 +112,16 @@ class ThreadState:
         newest = [c for c in self.claims if c.generation == self.generation]
         return min(newest, key=lambda c: c.ts) if newest else None
 
-    def claimable(self, now: float, lease: Lease) -> bool:
-        """Open for a claim: not done, and no live owner (none yet, or its lease ran out)."""
+    def claimable(self, now: float, lease: Lease, pinned_since: float | None = None) -> bool:
+        """Open for a claim: not done, and no live owner (none yet, or its lease ran out).
+        A pin without a record is an orphan once `orphan_grace` has passed since
+        `pinned_since` (when the caller first saw it pinned; default: the command's ts)."""
         if self.done is not None:
             return False
         owner = self.owner
         if owner is None:
-            return not self.pinned or now - self.posted_at > lease.orphan_grace
+            since = self.posted_at if pinned_since is None else pinned_since
+            return not self.pinned or now - since > lease.orphan_grace
         return owner.until < now
 
 
@@ -138,7 +142,7 @@ def read_thread(messages: list[dict[str, Any]], fleet: set[str]) -> ThreadState:
 def _read_record(state: ThreadState, message: dict[str, Any]) -> None:
     text = message.get("text", "")
     if match := _CLAIM.match(text):
-        until = datetime.strptime(match["until"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        until = datetime.fromisoformat(match["until"])  # with or without fractions
         state.claims.append(
             ClaimRecord(match["replica"], int(match["gen"]), until.timestamp(), message["ts"])
         )
@@ -167,8 +171,10 @@ class Claim:
     generation: int
     record_ts: str
     confirmed_at: float  # when we last knew, from the thread, that we still own it
+    lease_until: float  # the lease our record shows; past it, we may already be replaced
     batches_done: set[int] = field(default_factory=set)  # from the journal, for resume
     previous: dict[str, dict[str, str]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 class Claimer:
@@ -190,6 +196,9 @@ class Claimer:
         # Commands someone else owns, and until when their lease runs: the sweeper need
         # not read those threads again before then (conversations.replies is rate-limited).
         self.busy_until: dict[str, float] = {}
+        # When this replica first saw a command pinned without a claim record: its pinner
+        # gets `orphan_grace` from then to write one.
+        self._pinned_seen: dict[str, float] = {}
 
     def state(self, command_ts: str) -> ThreadState:
         return read_thread(self.chat.thread(command_ts), self.fleet)
@@ -197,27 +206,44 @@ class Claimer:
     def try_claim(self, command_ts: str) -> Claim | None:
         """Claim the command if it is open; None if it is done or someone else has it."""
         state = self.state(command_ts)
-        if not state.claimable(self.clock(), self.lease):
+        now = self.clock()
+        if not state.claimable(now, self.lease, self._orphan_since(state, now)):
             self._remember(state)
             return None
         if state.owner is None and not state.pinned and not self.chat.pin(command_ts):
             return None  # lost the pin race: the winner posts its record next
         generation = state.generation + 1
-        record = self.chat.post(self._claim_text(generation), thread_ts=command_ts)
+        until = self.clock() + self.lease.seconds
+        record = self.chat.post(claim_text(self.replica, generation, until), thread_ts=command_ts)
         self.sleep(self.lease.settle)
         after = self.state(command_ts)
         owner = after.owner
-        if (
-            after.done is not None
-            or owner is None
-            or owner.ts != record
-            or after.generation != generation
-        ):
+        if after.done is not None or not self._is_mine(owner, generation):
             self.chat.update(record, f":zzz: {self.replica} yields generation {generation}")
             return None
+        assert owner is not None
         return Claim(
-            command_ts, generation, record, self.clock(), set(after.batches_done), after.previous
+            command_ts,
+            generation,
+            owner.ts,  # ours, even if a retried post left two copies
+            self.clock(),
+            until,
+            set(after.batches_done),
+            after.previous,
         )
+
+    def _is_mine(self, owner: ClaimRecord | None, generation: int) -> bool:
+        """Records are matched by replica name and generation, not by ts: a post that was
+        retried after a lost answer may have left two copies, and either one is ours."""
+        return (
+            owner is not None and owner.replica == self.replica and owner.generation == generation
+        )
+
+    def _orphan_since(self, state: ThreadState, now: float) -> float:
+        if not state.pinned or state.owner is not None:
+            self._pinned_seen.pop(state.command_ts, None)
+            return now
+        return self._pinned_seen.setdefault(state.command_ts, now)
 
     def _remember(self, state: ThreadState) -> None:
         if state.done is not None:
@@ -225,27 +251,44 @@ class Claimer:
         elif state.owner is not None:
             self.busy_until[state.command_ts] = state.owner.until
         else:  # pinned, no record yet: its pinner has orphan_grace to write one
-            self.busy_until[state.command_ts] = state.posted_at + self.lease.orphan_grace
-
-    def _claim_text(self, generation: int) -> str:
-        return claim_text(self.replica, generation, self.clock() + self.lease.seconds)
+            since = self._pinned_seen.get(state.command_ts, self.clock())
+            self.busy_until[state.command_ts] = since + self.lease.orphan_grace
 
     def heartbeat(self, claim: Claim) -> None:
-        """Renew the lease; raises ClaimLost if a newer generation exists."""
-        self._confirm(claim)
-        self.chat.update(claim.record_ts, self._claim_text(claim.generation))
-        claim.confirmed_at = self.clock()
+        """Renew the lease. Raises ClaimLost if a newer generation exists, or if our lease
+        ran out before the renewal was sent or answered: from then on another replica may
+        have taken over without our seeing its record yet, so we must stop."""
+        with claim.lock:
+            self._check_lease(claim)
+            self._confirm(claim)
+            sent = self.clock()
+            self._check_lease(claim)
+            self.chat.update(
+                claim.record_ts,
+                claim_text(self.replica, claim.generation, sent + self.lease.seconds),
+            )
+            self._check_lease(claim)  # the update itself may have landed too late
+            claim.lease_until = sent + self.lease.seconds
+            claim.confirmed_at = sent
+
+    def _check_lease(self, claim: Claim) -> None:
+        if self.clock() >= claim.lease_until:
+            raise ClaimLost(claim.command_ts, self.replica, "lease expired before it was renewed")
 
     def _confirm(self, claim: Claim) -> None:
         state = self.state(claim.command_ts)
         owner = state.owner
-        if owner is None or owner.ts != claim.record_ts or state.done is not None:
-            by = owner.replica if owner else "nobody (the command was released or finished)"
-            raise ClaimLost(claim.command_ts, self.replica, by)
+        if state.done is not None:
+            raise ClaimLost(claim.command_ts, self.replica, "the command was finished")
+        if not self._is_mine(owner, claim.generation):
+            by = owner.replica if owner else "nobody (the claim record is gone)"
+            raise ClaimLost(claim.command_ts, self.replica, f"taken over by {by}")
 
     def guard(self, claim: Claim) -> None:
         """Fencing, before touching a host: cheap while heartbeats are fresh; after a
-        silence near the lease (a stalled process), re-read the thread first."""
+        silence near the lease (a stalled process), re-read the thread first; past the
+        lease, stop."""
+        self._check_lease(claim)
         if self.clock() - claim.confirmed_at > self.lease.seconds - self.lease.heartbeat:
             self.heartbeat(claim)
 
@@ -271,5 +314,8 @@ class Claimer:
     def hand_off(self, claim: Claim, reason: str) -> None:
         """Give the claim up without finishing (shutdown): the lease ends now, so another
         replica takes over at once; the pin stays, because the command is not done."""
-        self.chat.update(claim.record_ts, claim_text(self.replica, claim.generation, self.clock()))
+        with claim.lock:
+            now = self.clock()
+            self.chat.update(claim.record_ts, claim_text(self.replica, claim.generation, now))
+            claim.lease_until = now  # from here on, guard() and heartbeat() refuse
         self.chat.post(f":wave: {self.replica} hands over: {reason}", thread_ts=claim.command_ts)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from troupe.errors import InputError
 from troupe.inventory import Inventory
@@ -37,6 +37,12 @@ class LeaseSettings(_Section):
     heartbeat: Duration = 10.0
     settle: Duration = 0.5
     orphan_grace: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LeaseSettings:
+        if not 0 < self.settle < self.heartbeat < self.seconds:
+            raise ValueError("needs 0 < settle < heartbeat < seconds (renew well within the lease)")
+        return self
 
 
 class HttpListener(_Section):

@@ -66,6 +66,7 @@ class Replica:
         self._run_stop: threading.Event | None = None
         self._queued: set[str] = set()
         self._answered: set[str] = set()
+        self._latest_reply: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self.app = self._bolt_app(secrets)
 
@@ -113,12 +114,24 @@ class Replica:
     def sweep(self) -> None:
         """Find commands no event brought here: unclaimed, stale, or roll calls."""
         oldest = f"{time.time() - self.config.slack.sweep_window:.6f}"
-        now = time.time()
         for message in reversed(self.chat.history(oldest=oldest)):
-            if _done(message, self.fleet) or now < self.claimer.busy_until.get(message["ts"], 0):
+            if _done(message, self.fleet):
+                if message.get("pinned_to"):
+                    self.chat.unpin(message["ts"])  # its owner died between ✅ and the unpin
+                continue
+            if self._known_busy(message):
                 continue
             self._forget(message["ts"])
             self.offer(message)
+
+    def _known_busy(self, message: dict[str, Any]) -> bool:
+        """Owned by a live lease we read earlier, and nothing new in its thread since (a
+        hand-over or a takeover posts there, and then the cache is stale)."""
+        ts, latest = message["ts"], message.get("latest_reply")
+        if self._latest_reply.get(ts) != latest:
+            self._latest_reply[ts] = latest
+            self.claimer.busy_until.pop(ts, None)
+        return time.time() < self.claimer.busy_until.get(ts, 0)
 
     def _forget(self, ts: str) -> None:
         """Let the sweeper offer a command again (its claim may have gone stale)."""

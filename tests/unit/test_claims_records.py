@@ -103,12 +103,6 @@ def test_done_text_round_trips(ok: bool, summary: str, text: str) -> None:
     assert thread(reply(1, text)).done is ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="claims._CLAIM accepts a lease stamp without a fraction (`(?:\\.\\d+)?`) but "
-    "_read_record parses it with strptime('%Y-%m-%dT%H:%M:%S.%fZ'), which raises ValueError",
-)
 def test_claim_record_without_fraction_is_read_not_raised() -> None:
     text = ":lock: claimed by *troupe-a* · generation 1 · lease until 2023-11-14T22:13:50Z"
     state = thread(reply(1, text))
