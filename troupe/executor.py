@@ -229,7 +229,7 @@ class Executor:
             context["previous"] = outcome.previous
             for task in self.playbook.tasks:
                 step = task.title
-                if self._stopping():
+                if not self._guard():  # before every step: a lease can run out mid-host
                     outcome.move(HostState.INTERRUPTED)
                     break
                 if not self._task(remote, task, context, outcome):
@@ -241,7 +241,9 @@ class Executor:
         self.hooks.on_event(HostDone(name, outcome.state, outcome.error))
 
     def _guard(self) -> bool:
-        """The fencing hook: a driver that lost its claim must not touch another host."""
+        """The fencing hook, before each host and each step: a driver that lost its claim
+        must not touch a host again. Cheap: the claim checks its lease locally and reads
+        Slack only when its last confirmation is old."""
         if self._fenced is not None or self._stopping():
             return False
         try:

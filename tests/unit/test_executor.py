@@ -180,9 +180,9 @@ def test_run_time_values_reach_the_shell_quoted() -> None:
 def test_a_guard_that_fails_stops_before_the_next_host() -> None:
     calls = []
 
-    def guard() -> None:
+    def guard() -> None:  # called before each host and before each of its two steps
         calls.append(1)
-        if len(calls) > 2:
+        if len(calls) > 6:
             raise TroupeError("claim lost to replica b")
 
     result, log, _ = run(rolling(serial=1), [], hooks={"guard": guard})
@@ -190,6 +190,20 @@ def test_a_guard_that_fails_stops_before_the_next_host() -> None:
     assert "claim lost to replica b" in result.reason
     assert {h for h, c in log if c != "close"} == {"h01", "h02"}
     assert result.in_state(HostState.PENDING) == ["h03", "h04", "h05", "h06"]
+
+
+def test_a_guard_that_fails_mid_host_stops_before_the_next_step() -> None:
+    calls = []
+
+    def guard() -> None:
+        calls.append(1)
+        if len(calls) > 2:  # the host's guard, then its first step's; the second fails
+            raise TroupeError("lease expired")
+
+    result, log, _ = run(rolling(serial=1), [], n=1, hooks={"guard": guard})
+    assert result.outcome == RunOutcome.INTERRUPTED
+    assert result.hosts["h01"].state == HostState.INTERRUPTED
+    assert [c for _, c in log if c != "close"] == ["cat /srv/version", "unpack 2.0"]
 
 
 def test_stop_event_interrupts_at_a_safe_point() -> None:
