@@ -211,7 +211,10 @@ class Claimer:
             self._remember(state)
             return None
         if state.owner is None and not state.pinned and not self.chat.pin(command_ts):
-            return None  # lost the pin race: the winner posts its record next
+            # Lost the pin race: the winner posts its record next. The sweeper need not
+            # look again until that record (a new reply) or orphan_grace says otherwise.
+            self.busy_until[command_ts] = now + self.lease.orphan_grace
+            return None
         generation = state.generation + 1
         until = self.clock() + self.lease.seconds
         record = self.chat.post(claim_text(self.replica, generation, until), thread_ts=command_ts)

@@ -119,10 +119,9 @@ class Replica:
                 if message.get("pinned_to"):
                     self.chat.unpin(message["ts"])  # its owner died between ✅ and the unpin
                 continue
-            if self._known_busy(message):
+            if message["ts"] == self.busy_with or self._known_busy(message):
                 continue
-            self._forget(message["ts"])
-            self.offer(message)
+            self.offer(message)  # a no-op while it waits in the queue
 
     def _known_busy(self, message: dict[str, Any]) -> bool:
         """Owned by a live lease we read earlier, and nothing new in its thread since (a
@@ -134,7 +133,7 @@ class Replica:
         return time.time() < self.claimer.busy_until.get(ts, 0)
 
     def _forget(self, ts: str) -> None:
-        """Let the sweeper offer a command again (its claim may have gone stale)."""
+        """Handled: the sweeper may offer it again (its claim may go stale later)."""
         with self._lock:
             self._queued.discard(ts)
 
@@ -159,6 +158,8 @@ class Replica:
                 log.warning("command %s: %s", work.ts, exc)
             except Exception:
                 log.exception("command %s failed unexpectedly", work.ts)
+            finally:
+                self._forget(work.ts)
 
     def handle(self, work: Work) -> None:
         try:
