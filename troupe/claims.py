@@ -288,11 +288,13 @@ class Claimer:
             raise ClaimLost(claim.command_ts, self.replica, f"taken over by {by}")
 
     def guard(self, claim: Claim) -> None:
-        """Fencing, before touching a host: cheap while heartbeats are fresh; after a
-        silence near the lease (a stalled process), re-read the thread first; past the
-        lease, stop."""
+        """Fencing, before touching a host or starting a step: free while the lease has
+        more than a heartbeat left; nearer its end, renew first (reading the thread);
+        past it, stop."""
         self._check_lease(claim)
-        if self.clock() - claim.confirmed_at > self.lease.seconds - self.lease.heartbeat:
+        # Measured from the lease our record shows, not from when we last looked: a claim
+        # post or a renewal that was slow must not eat into the margin.
+        if claim.lease_until - self.clock() < self.lease.heartbeat:
             self.heartbeat(claim)
 
     def journal(
