@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-stamp
 # Debian packages the tests need: sshd and sudo for the loopback SSH fleet, git for self-update.
 DEBS    := openssh-server sudo git
 
-.PHONY: run test lint unit bench system-deps clean
+.PHONY: run test lint bench system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/localslack_bench.py
 	$(BIN)/python benchmarks/rollout_vs_ansible.py
+	$(BIN)/python benchmarks/claim_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
