@@ -45,15 +45,8 @@ from typing import Any, TypeVar
 import requests
 import yaml
 from slack_sdk import WebClient
-from slack_sdk.http_retry import RetryHandler
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
-from slack_sdk.http_retry.request import HttpRequest
-from slack_sdk.http_retry.response import HttpResponse
-from slack_sdk.http_retry.state import RetryState
+
+from troupe.chat import retry_handlers
 
 TROUPE = [sys.executable, "-m", "troupe.cli"]
 CHANNEL = "C0E2EOPS01"
@@ -361,32 +354,13 @@ def reap(proc: subprocess.Popen[bytes], grace: float) -> None:
 # ---- a person ----------------------------------------------------------------------------
 
 
-class _TransientRetry(RetryHandler):
-    """Retry `{"ok": false, "error": "internal_error"}` (an injected fault has no effect,
-    so posting again cannot duplicate a message)."""
-
-    def _can_retry(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        body: dict[str, Any] = (response.body if response is not None else None) or {}
-        return body.get("ok") is False and body.get("error") == "internal_error"
-
-
 class Person:
     """Alice in #ops, with a real WebClient that rides out rate limits and injected errors."""
 
     def __init__(self, api_url: str) -> None:
-        handlers: list[RetryHandler] = [
-            ConnectionErrorRetryHandler(max_retry_count=10),
-            RateLimitErrorRetryHandler(max_retry_count=100),
-            ServerErrorRetryHandler(max_retry_count=10),
-            _TransientRetry(max_retry_count=20),
-        ]
+        # Troupe's own retry policy, with patience for real rate limits (a person posts
+        # many commands in a burst; injected errors have no effect, so a re-post is safe).
+        handlers = retry_handlers(patience=100)
         self.client = WebClient(token=PERSON_TOKEN, base_url=api_url, retry_handlers=handlers)
 
     def say(self, text: str) -> str:

@@ -25,34 +25,13 @@ from troupe.chat import Chat, make_client
 from troupe.claims import Claim, Claimer, ClaimLost, Lease, ThreadState, read_thread
 from troupe.localslack.faults import ErrorFault, Faults
 from troupe.localslack.server import ThreadedLocalSlack
-from troupe.localslack.workspace import App, Channel, Team, User, Workspace
+from troupe.localslack.workspace import default_workspace
 
 # Races: a long lease (nobody expires), a short settle (localslack is read-your-writes).
 RACE = Lease(seconds=30, heartbeat=10, settle=0.05, orphan_grace=30)
 # Takeovers: expiry after a second; guard() re-reads after 1 - 0.3 = 0.7 s of silence.
 SHORT = Lease(seconds=1.0, heartbeat=0.3, settle=0.1, orphan_grace=0.8)
 YIELD = ":zzz: "
-
-
-def workspace(letters: str) -> Workspace:
-    """default_workspace() with one app per letter, every bot user a member of #ops."""
-    apps = [
-        App(
-            id=f"A0TROUPE{x.upper()}",
-            name=f"troupe-{x}",
-            bot_user_id=f"U0TROUPE{x.upper()}",
-            bot_token=f"xoxb-troupe-{x}",
-            app_token=f"xapp-troupe-{x}",
-            signing_secret=f"s3cr3t-{x}",
-        )
-        for x in letters
-    ]
-    return Workspace(
-        team=Team(id="T0TROUPE", name="troupe-dev"),
-        users=[User(id="U0ALICE", name="alice", token=ALICE, real_name="Alice")],
-        channels=[Channel(id=OPS, name="ops", members=["U0ALICE", *(a.bot_user_id for a in apps)])],
-        apps=apps,
-    )
 
 
 ChatFactory = Callable[[WebClient, str], Chat]
@@ -176,7 +155,7 @@ def check_done(fleet: Fleet, wins: dict[str, Attempt]) -> None:
 
 
 def test_five_replicas_race_for_thirty_commands(make_server: ServerFactory) -> None:
-    fleet = Fleet(make_server(workspace("abcde")), "abcde")
+    fleet = Fleet(make_server(default_workspace("abcde")), "abcde")
     commands = [fleet.command(f"@troupe deploy web #{i}") for i in range(30)]
     wins = race(fleet, commands)
     for win in wins.values():
@@ -190,7 +169,7 @@ def test_five_replicas_race_for_thirty_commands(make_server: ServerFactory) -> N
 
 def test_non_atomic_pins_still_one_winner(make_server: ServerFactory) -> None:
     """Several pins.add calls on one message all succeed; the thread decides."""
-    server = make_server(workspace("abcde"), faults=Faults(non_atomic_pins_ms=200))
+    server = make_server(default_workspace("abcde"), faults=Faults(non_atomic_pins_ms=200))
     fleet = Fleet(server, "abcde")
     commands = [fleet.command(f"@troupe deploy web #{i}") for i in range(20)]
     wins = race(fleet, commands)
