@@ -68,6 +68,7 @@ class Replica:
         self._answered: set[str] = set()
         self._latest_reply: dict[str, str | None] = {}
         self._lock = threading.Lock()
+        self.alive_at = time.time()  # last pass of the sweeper loop: the health check reads it
         self.app = self._bolt_app(secrets)
 
     # ---- receiving -----------------------------------------------------------------------
@@ -139,6 +140,7 @@ class Replica:
 
     def _sweep_loop(self) -> None:
         while not self.stopping.wait(self.config.slack.sweep_interval):
+            self.alive_at = time.time()
             try:
                 self.sweep()
             except TroupeError as exc:
