@@ -3,8 +3,9 @@ VENV    ?= .venv
 PYTHON  ?= python3
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
-# Debian packages the tests need: sshd and sudo for the loopback SSH fleet, git for self-update.
-DEBS    := openssh-server sudo git
+# Debian packages the tests need: sshd and sudo for the loopback SSH fleet, git for self-update,
+# chromium for the browser test of the web chat page (driven by Playwright, no browser download).
+DEBS    := openssh-server sudo git chromium
 
 .PHONY: run test lint bench system-deps clean
 
