@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from troupe.auth import Auth
 from troupe.errors import InputError
 from troupe.inventory import Inventory
 from troupe.units import Duration
@@ -65,10 +66,43 @@ class SlackSettings(_Section):
     sweep_window: Duration = 3600.0  # how far back the sweeper looks for commands
 
 
+class HealthSettings(_Section):
+    """Where `troupe run` serves /healthz and /metrics (troupe.health)."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: a free port, logged at start
+
+
+class ChatOps(_Section):
+    """How the chat surface behaves (docs/chatops.md)."""
+
+    approval_timeout: Duration = 1800.0  # a pending approval then aborts (and rolls back)
+    on_locked: Literal["refuse", "queue"] = "refuse"  # a deploy to someone else's lock
+    queue_timeout: Duration = 3600.0  # how long a queued deploy waits for the unlock
+    progress_interval: Duration = 2.0  # the progress message is edited at most this often
+    # `census`: a read-only command printing the version on a host (rendered per host).
+    census_command: str | None = None
+    census_hosts: str = "all"
+
+
+class SelfUpdateSettings(_Section):
+    """How a replica updates itself (troupe.selfupdate, troupe.supervisor)."""
+
+    remote: str = "origin"  # fetched before every update
+    ref: str = "origin/main"  # the target when none is given
+    probation: Duration = 60.0  # a new version must report healthy within this
+    require_signed_tag: bool = False  # only update to a tag that `git verify-tag` accepts
+    stop_timeout: Duration = 60.0  # how long the old version may take to hand over
+
+
 class Config(_Section):
     inventory: Inventory = Inventory()
     execution: Execution = Execution()
     slack: SlackSettings = SlackSettings()
+    selfupdate: SelfUpdateSettings = SelfUpdateSettings()
+    auth: Auth | None = None  # None: everyone in the channel may do everything
+    chatops: ChatOps = ChatOps()
+    health: HealthSettings = HealthSettings()
 
 
 class Secrets(_Section):
@@ -80,7 +114,8 @@ class Secrets(_Section):
 
 
 def load_config(path: str | Path = DEFAULT_PATH, env: Mapping[str, str] | None = None) -> Config:
-    """troupe.yaml with TROUPE_SLACK_API_URL / TROUPE_SLACK_CHANNEL applied on top."""
+    """troupe.yaml with TROUPE_SLACK_API_URL / TROUPE_SLACK_CHANNEL / TROUPE_HEALTH_PORT
+    applied on top."""
     config = load_model(path, Config)
     env = os.environ if env is None else env
     overrides = {
@@ -88,10 +123,21 @@ def load_config(path: str | Path = DEFAULT_PATH, env: Mapping[str, str] | None =
         "channel": env.get("TROUPE_SLACK_CHANNEL"),
     }
     overrides = {k: v for k, v in overrides.items() if v}
+    if env.get("TROUPE_HEALTH_PORT"):
+        config = with_health_port(config, env["TROUPE_HEALTH_PORT"])
     if not overrides:
         return config
     slack = SlackSettings.model_validate(config.slack.model_dump() | overrides)
     return config.model_copy(update={"slack": slack})
+
+
+def with_health_port(config: Config, port: int | str) -> Config:
+    """`health.port` from TROUPE_HEALTH_PORT or --health-port; a bad value is an InputError."""
+    try:
+        health = HealthSettings.model_validate(config.health.model_dump() | {"port": port})
+    except ValueError:
+        raise InputError(f"health port must be a number from 0 to 65535, not {port!r}") from None
+    return config.model_copy(update={"health": health})
 
 
 def load_secrets(delivery: str, env: Mapping[str, str] | None = None) -> Secrets:
