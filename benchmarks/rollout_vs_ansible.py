@@ -7,7 +7,7 @@ the sleeps over the batches: 20 hosts / 5 per batch x 0.5 s = 2.0 s.
 
 Set-up (the output says it again, with versions):
 
-- hosts: ``tests/integration/sshfleet.py``'s ``SshFleet``: one real sshd per host on
+- hosts: ``troupe/sshfleet.py``'s ``SshFleet``: one real sshd per host on
   127.0.1.2.., one shared port, started and stopped by this benchmark (``stop()`` in a
   ``finally``, by PID). Every tool logs in as ``troupe-test``, whose login shell is
   /bin/sh (dash: no rc files), with the fleet's generated ed25519 key.
@@ -85,11 +85,11 @@ from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
-    sys.path.insert(0, str(PROJECT_ROOT))  # for tests.integration.sshfleet
+    sys.path.insert(0, str(PROJECT_ROOT))  # for troupe (run from a checkout)
 
-from tests.integration.sshfleet import USER, SshFleet  # noqa: E402
 from troupe.inventory import Inventory  # noqa: E402
 from troupe.remote import FabricRemote, connect  # noqa: E402
+from troupe.sshfleet import USER, SshFleet  # noqa: E402
 
 HOSTS = 20
 SERIAL = 5

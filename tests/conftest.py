@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from slack_sdk import WebClient
 
-from tests.integration.sshfleet import SshFleet
 from troupe.localslack.delivery import Timing
 from troupe.localslack.server import Settings, ThreadedLocalSlack
 from troupe.localslack.workspace import Workspace, default_workspace
+from troupe.sshfleet import SshFleet
 
 # Slack's reference samples: shared/ sits beside the repository (also in CI).
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

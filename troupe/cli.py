@@ -39,6 +39,7 @@ class LazyGroup(click.Group):
     lazy: ClassVar[dict[str, str]] = {
         "localslack": "troupe.localslack.cli:localslack",
         "run": "troupe.runner:run",
+        "sandbox": "troupe.sandbox:sandbox",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

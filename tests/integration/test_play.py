@@ -15,13 +15,13 @@ from typing import Any
 
 import yaml
 
-from tests.integration.sshfleet import SshFleet
 from troupe.executor import Executor, Hooks
 from troupe.inventory import Host, HostSpec, Inventory
 from troupe.planner import make_plan
 from troupe.playbooks import Playbook, load_playbook
 from troupe.progress import BatchStarted, Event, HostState, RunOutcome, RunResult
 from troupe.remote import connect
+from troupe.sshfleet import SshFleet
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = ROOT / "playbooks"

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from tests.integration.helpers import wait_for
-from tests.integration.sshfleet import SshFleet
 from troupe import remote as remote_module
 from troupe.errors import CommandTimeout, ConnectError, InputError, RemoteError
 from troupe.inventory import Host
 from troupe.remote import CommandResult, FabricRemote, LocalRemote, Remote, connect
+from troupe.sshfleet import SshFleet
 
 pytestmark = pytest.mark.integration
 

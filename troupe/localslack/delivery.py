@@ -18,7 +18,7 @@ import secrets
 import time
 import uuid
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -385,9 +385,14 @@ class Publisher:
         self.workspace = workspace
         self.hub = hub
         self.http = http
+        # Called with every event, whoever is in the channel: the web chat page's live
+        # updates. A watcher must not block (it runs on the server's event loop).
+        self.watchers: list[Callable[[JSON], None]] = []
 
     def event(self, members: set[str], event: JSON, only: set[str] | None = None) -> None:
         """Send `event` to the apps whose bot user is in `members` (and in `only`, if given)."""
+        for watch in self.watchers:
+            watch(event)
         event_id = "Ev" + secrets.token_hex(5).upper()
         now = time.time()
         for app in self.workspace.apps:

@@ -2,6 +2,7 @@
 
 Routes::
 
+    GET      /, /static/…, /web/…       the web chat page for people (see webchat.py)
     GET|POST /api/{method}              Slack Web API (Bearer token or `token` field)
     GET      /link/?ticket=…            Socket Mode WebSocket (URL from apps.connections.open)
     POST     /actions/{token}           response_url of a block_actions payload
@@ -35,6 +36,7 @@ from troupe.localslack.delivery import DeliveryLog, HttpSender, Publisher, Socke
 from troupe.localslack.faults import Faults
 from troupe.localslack.ratelimit import RateLimiter
 from troupe.localslack.store import JSON, Store
+from troupe.localslack.webchat import WebChat
 from troupe.localslack.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -149,7 +151,7 @@ class LocalSlack:
         app.router.add_route("*", "/api/{method}", self._web_api)
         app.router.add_get("/link/", self.hub.handle)
         app.router.add_post("/actions/{token}", self._response_url)
-        app.router.add_get("/", self._index)
+        WebChat(self).register(app)
         admin = Admin(self)
         for name in ("channels", "messages", "pins", "reactions", "deliveries", "calls"):
             app.router.add_get(f"/admin/{name}", _json_view(getattr(admin, name)))
@@ -179,14 +181,6 @@ class LocalSlack:
         if not isinstance(body, dict):
             return web.json_response({"ok": False, "error": "json_not_object"}, status=400)
         return _json(await respond(self.api, request.match_info["token"], body))
-
-    async def _index(self, request: web.Request) -> web.Response:
-        ws = self.store.workspace
-        lines = [
-            f"localslack: workspace {ws.team.name} ({ws.team.id})",
-            f"Web API: {self.url}/api/",
-        ]
-        return web.Response(text="\n".join(lines) + "\n")
 
 
 class _BadBody(Exception):

@@ -1,4 +1,5 @@
-"""A fleet of real sshd "hosts" on loopback, for tests of the SSH remote and the executor.
+"""A fleet of real sshd "hosts" on loopback, for tests of the SSH remote and the executor,
+the benchmarks, and `troupe sandbox`.
 
 Every host is its own sshd process listening on its own loopback address
 (127.0.1.2, 127.0.1.3, ...: all of 127.0.0.0/8 is loopback on Linux), with its own
@@ -32,9 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from troupe.errors import TroupeError
 from troupe.inventory import HostDefaults, HostSpec, Inventory
 
 SSHD = Path("/usr/sbin/sshd")
+KEYGEN = shutil.which("ssh-keygen") or "ssh-keygen"  # openssh-client
 USER = "troupe-test"
 SUDOERS = Path("/etc/sudoers.d/troupe-test")
 SUDOERS_RULE = f"{USER} ALL=(ALL:ALL) NOPASSWD: ALL\n"
@@ -46,7 +49,7 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class FleetError(RuntimeError):
+class FleetError(TroupeError):
     """The fleet could not be set up; the message says what to fix (never a skip)."""
 
 
@@ -132,8 +135,8 @@ class SshFleet:
         """One client key and a host key per host, generated in parallel (~10 ms each)."""
         targets = [self.client_key] + [d.config.parent / "host_key" for d in self.daemons]
         procs = [
-            subprocess.Popen(
-                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "troupe-fleet", "-f", t],
+            subprocess.Popen(  # noqa: S603 - ssh-keygen from PATH, arguments we made
+                [KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", "troupe-fleet", "-f", t],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -204,7 +207,7 @@ class SshFleet:
     def _start(self, daemon: Daemon) -> None:
         daemon.pid_file.unlink(missing_ok=True)
         with daemon.log.open("ab") as log:
-            daemon.proc = subprocess.Popen(
+            daemon.proc = subprocess.Popen(  # noqa: S603 - fixed programs, arguments we made
                 [SSHD, "-D", "-e", "-f", daemon.config],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -359,7 +362,7 @@ def ensure_sudoers() -> None:
 
 def sshd_test(config: Path) -> str:
     """`sshd -t`: the config problem as text, or "" if sshd accepts the config."""
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: S603 - fixed programs, arguments we made
         [SSHD, "-t", "-f", config], capture_output=True, text=True, timeout=30, check=False
     )
     return "" if done.returncode == 0 else (done.stderr + done.stdout).strip()
@@ -444,7 +447,7 @@ def _die_with_parent() -> None:
 
 
 def _run(argv: list[str], ok: tuple[int, ...] = (0,)) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603 - fixed programs, arguments we made
     if done.returncode not in ok:
         raise FleetError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
 
