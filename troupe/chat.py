@@ -9,6 +9,7 @@ ordinary results of the helpers below, not exceptions.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
+from troupe import metrics
 from troupe.errors import RateLimited, SlackError
 
 # Answers that say "try again", not "no": Slack documents these as transient.
@@ -74,12 +76,33 @@ class GatewayErrorRetryHandler(ServerErrorRetryHandler):
         return response is not None and response.status_code in (500, 502, 503, 504)
 
 
+class CountedRateLimitRetryHandler(RateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler (waits Retry-After), counting the waits for /metrics."""
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        started = time.monotonic()
+        try:
+            super().prepare_for_next_attempt(
+                state=state, request=request, response=response, error=error
+            )
+        finally:
+            metrics.RATE_LIMIT_WAITS.labels(request.url.rsplit("/", 1)[-1]).inc()
+            metrics.RATE_LIMIT_WAIT_SECONDS.inc(time.monotonic() - started)
+
+
 def retry_handlers(patience: int = 12) -> list[RetryHandler]:
     """Handlers for every WebClient Troupe makes. slack_sdk counts attempts across all
     handlers of a call, so `patience` bounds the retries of one call in total."""
     return [
         ConnectionErrorRetryHandler(max_retry_count=patience, interval_calculator=_BACKOFF),
-        RateLimitErrorRetryHandler(max_retry_count=patience),
+        CountedRateLimitRetryHandler(max_retry_count=patience),
         GatewayErrorRetryHandler(max_retry_count=patience, interval_calculator=_BACKOFF),
         TransientErrorRetryHandler(max_retry_count=patience, interval_calculator=_BACKOFF),
     ]
@@ -109,7 +132,9 @@ class Chat:
         try:
             return dict(self.client.api_call(method, **payload).data)  # type: ignore[arg-type]
         except SlackApiError as exc:
-            raise _translate(method, exc) from exc
+            error = _translate(method, exc)
+            metrics.SLACK_API_ERRORS.labels(method, error.error).inc()
+            raise error from exc
 
     # ---- what the protocol needs -------------------------------------------------------
 

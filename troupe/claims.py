@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from troupe import metrics
 from troupe.chat import Chat
 from troupe.errors import TroupeError
 
@@ -214,6 +215,7 @@ class Claimer:
             # Lost the pin race: the winner posts its record next. The sweeper need not
             # look again until that record (a new reply) or orphan_grace says otherwise.
             self.busy_until[command_ts] = now + self.lease.orphan_grace
+            metrics.CLAIMS_LOST.inc()
             return None
         generation = state.generation + 1
         until = self.clock() + self.lease.seconds
@@ -223,8 +225,11 @@ class Claimer:
         owner = after.owner
         if after.done is not None or not self._is_mine(owner, generation):
             self.chat.update(record, f":zzz: {self.replica} yields generation {generation}")
+            metrics.CLAIMS_LOST.inc()  # both pinned (or both took over): the tie-break lost
             return None
         assert owner is not None
+        if generation > 1:
+            metrics.TAKEOVERS.inc()
         return Claim(
             command_ts,
             generation,

@@ -22,11 +22,14 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import click
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from troupe.config import DEFAULT_PATH, load_config, load_secrets
+from troupe import __version__, metrics
+from troupe.config import DEFAULT_PATH, load_config, load_secrets, with_health_port
+from troupe.health import HealthServer, Vitals
 from troupe.replica import Replica, run_socket_mode
 
 log = logging.getLogger("troupe")
 CLOSE_WAIT = 5.0  # seconds to close the Slack connection on shutdown
+PONG_STALE = 3  # ping intervals without a pong: the Socket Mode connection is down
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -44,19 +47,30 @@ class _QuietHandler(WSGIRequestHandler):
     show_default=True,
 )
 @click.option("--replica", "name", default=None, help="This replica's name (default: host name).")
-def run(config_path: Path, name: str | None) -> None:
+@click.option(
+    "--health-port",
+    type=int,
+    default=None,
+    help="Serve /healthz and /metrics on this port (default: health.port; 0: a free port).",
+)
+def run(config_path: Path, name: str | None, health_port: int | None) -> None:
     """Run one replica: take commands from the Slack channel and deploy."""
     logging.getLogger().setLevel(logging.INFO)
     for noisy in ("slack_sdk", "slack_bolt"):  # their retries are ours to report, briefly
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config = load_config(config_path)
+    if health_port is not None:
+        config = with_health_port(config, health_port)
     secrets = load_secrets(config.slack.delivery)
     replica = Replica(config, secrets, name or _hostname(), config_path.resolve().parent)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop.set())
-    close = _connect(replica, secrets.app_token.get_secret_value() if secrets.app_token else "")
+    close, connected = _connect(
+        replica, secrets.app_token.get_secret_value() if secrets.app_token else ""
+    )
     replica.start()
+    _serve_health(replica, connected)
     log.info(
         "%s ready in %s (fleet: %s)", replica.name, config.slack.channel, sorted(replica.fleet)
     )
@@ -73,16 +87,48 @@ def run(config_path: Path, name: str | None) -> None:
     os._exit(0)
 
 
-def _connect(replica: Replica, app_token: str) -> Any:
+def _connect(replica: Replica, app_token: str) -> tuple[Callable[[], object], Callable[[], bool]]:
+    """Open the event delivery; returns how to close it and how to tell it is up."""
     if replica.config.slack.delivery == "socket":
-        return run_socket_mode(replica, app_token).close
+        handler = run_socket_mode(replica, app_token)
+        return handler.close, lambda: _socket_alive(handler.client)
     listener = replica.config.slack.http
     server: WSGIServer = make_server(
         listener.host, listener.port, SlackRequestHandler(replica.app), handler_class=_QuietHandler
     )
-    threading.Thread(target=server.serve_forever, name="troupe-http", daemon=True).start()
+    thread = threading.Thread(target=server.serve_forever, name="troupe-http", daemon=True)
+    thread.start()
     log.info("events at http://%s:%s%s", listener.host, server.server_port, listener.path)
-    return server.shutdown
+    return server.shutdown, thread.is_alive
+
+
+def _socket_alive(client: Any) -> bool:
+    """Connected, and Slack answered a ping lately: slack_sdk keeps a dead socket open
+    for 20 s or more before it notices, and /healthz should say so sooner."""
+    session = client.current_session
+    if session is None or not session.is_active():
+        return False
+    last_pong = session.last_ping_pong_time  # None until the first pong
+    return last_pong is None or time.time() - last_pong < PONG_STALE * client.ping_interval
+
+
+def _serve_health(replica: Replica, connected: Callable[[], bool]) -> HealthServer:
+    """/healthz and /metrics (troupe.health); the address is logged, the port may be 0."""
+    settings = replica.config.health
+
+    def vitals() -> Vitals:
+        return Vitals(
+            replica.name,
+            __version__,
+            connected(),
+            replica.alive_at,
+            replica.config.slack.sweep_interval,
+        )
+
+    metrics.BUILD_INFO.labels(__version__, replica.name).set(1)
+    server = HealthServer(settings.host, settings.port, vitals, time.time).start()
+    log.info("health at %s/healthz, metrics at %s/metrics", server.url, server.url)
+    return server
 
 
 def _close_within(close: Callable[[], object], seconds: float) -> None:

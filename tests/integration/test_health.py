@@ -1,0 +1,167 @@
+"""/healthz and /metrics of a real replica: `troupe run` as a process against localslack.
+
+The replica is started by the e2e harness (tests/e2e/fleet.py) and finds its health
+port itself (health.port 0); the test reads the address from the log line that says it.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.e2e.fleet import (
+    Fleet,
+    LocalSlack,
+    Person,
+    Timings,
+    identities,
+    poll,
+)
+from tests.integration.test_deploy_assets import dockerfile_healthcheck
+from troupe import __version__
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+METRIC_NAMES = [
+    "troupe_commands_claimed_total",
+    "troupe_claims_lost_total",
+    "troupe_takeovers_total",
+    "troupe_deploy_seconds",
+    "troupe_slack_api_errors_total",
+    "troupe_rate_limit_waits_total",
+    "troupe_rate_limit_wait_seconds_total",
+    "troupe_build_info",
+]
+
+
+class Single:
+    """localslack and one replica; `url` is the replica's health server."""
+
+    def __init__(self, root: Path) -> None:
+        who = identities(["replica-1"], shared=False)
+        self.slack = LocalSlack(root, who.values(), ["--rate-limits", "off"])
+        self.fleet = Fleet(root, self.slack, who, ledger_hosts=1, slow_hosts=1, timings=Timings())
+        self.replica = self.fleet.replicas["replica-1"]
+        self.url = ""
+
+    def start(self) -> Single:
+        self.slack.start()
+        self.fleet.start()
+        self.url = poll(self._health_url, 10, "the health address in the log", 0.1)
+        return self
+
+    def _health_url(self) -> str | None:
+        match = re.search(r"health at (http://127\.0\.0\.1:\d+)/healthz", self.replica.log())
+        return match[1] if match else None
+
+    def healthz(self) -> tuple[int, dict[str, Any]]:
+        response = requests.get(self.url + "/healthz", timeout=5)
+        return response.status_code, response.json()
+
+    def metrics(self) -> str:
+        response = requests.get(self.url + "/metrics", timeout=5)
+        assert response.status_code == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return response.text
+
+    def log(self) -> str:
+        return f"{self.healthz()}\n{self.replica.log(40)}"
+
+    def stop(self) -> None:
+        self.fleet.stop()
+        self.slack.stop()
+
+
+@pytest.fixture
+def single(tmp_path: Path) -> Iterator[Single]:
+    one = Single(tmp_path)
+    try:
+        yield one.start()
+    finally:
+        one.stop()
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in the Prometheus text format (0 if absent)."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        found = dict(re.findall(r'(\w+)="([^"]*)"', head))
+        if head.split("{")[0] == name and all(found.get(k) == v for k, v in labels.items()):
+            return float(value)
+    return 0.0
+
+
+def test_healthy_replica_reports_ok_and_counts_what_it_did(single: Single) -> None:
+    status, body = single.healthz()
+    assert status == 200, body
+    assert body["status"] == "ok"
+    assert body["replica"] == "replica-1"
+    assert body["version"] == __version__
+    assert body["connected"] is True
+    assert 0 <= body["alive_age"] < 3 * Timings().sweep_interval + 5
+
+    # One Slack error and one rate-limit wait, injected, on the way to a deploy.
+    single.slack.put_faults(
+        {
+            "errors": [
+                {"method": "pins.add", "error": "channel_not_found", "count": 1},
+                {
+                    "method": "conversations.replies",
+                    "error": "ratelimited",
+                    "status": 429,
+                    "count": 1,
+                },
+            ]
+        }
+    )
+    ts = Person(single.slack.api_url).deploy("ledger", "health-1")
+    single.fleet.wait_done([ts], timeout=60)
+
+    text = single.metrics()
+    for name in METRIC_NAMES:
+        assert f"# TYPE {name} " in text, name
+    assert _sample(text, "troupe_build_info", version=__version__, replica="replica-1") == 1
+    errors = _sample(
+        text, "troupe_slack_api_errors_total", method="pins.add", error="channel_not_found"
+    )
+    assert errors == 1
+    assert _sample(text, "troupe_rate_limit_waits_total", method="conversations.replies") == 1
+    assert _sample(text, "troupe_rate_limit_wait_seconds_total") > 0
+    assert _sample(text, "troupe_takeovers_total") == 0
+
+
+def test_dockerfile_healthcheck_passes_against_a_running_replica(single: Single) -> None:
+    """The image's HEALTHCHECK command, run here against the replica's port."""
+    command, port = dockerfile_healthcheck()
+    argv = [a.replace(str(port), single.url.rsplit(":", 1)[1]) for a in command]
+    assert argv[0] == "python"
+    done = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, shlex.join(argv) + "\n" + done.stdout + done.stderr
+
+
+def test_replica_without_slack_turns_unhealthy(single: Single) -> None:
+    """localslack gone: the Socket Mode connection is lost, and /healthz says so (503)."""
+    assert single.healthz()[0] == 200
+    single.slack.stop()
+
+    def disconnected() -> dict[str, Any] | None:
+        status, body = single.healthz()
+        return body if status == 503 and body["connected"] is False else None
+
+    # Socket Mode pings every 5 s: three without a pong (or a closed socket) is down.
+    body = poll(disconnected, 40, "/healthz to say 503, not connected", 0.25, single.log)
+    assert body["status"] == "unhealthy"
+    assert body["connected"] is False
+    assert "not connected to Slack" in body["reason"]
+    assert body["replica"] == "replica-1"
