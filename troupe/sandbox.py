@@ -97,9 +97,15 @@ class HostEntry:
     spec: dict[str, Any]  # the inventory entry in troupe.yaml
 
 
-def sandbox_config(workspace: Workspace, api_url: str, hosts: list[HostEntry]) -> dict[str, Any]:
+def sandbox_config(
+    workspace: Workspace,
+    api_url: str,
+    hosts: list[HostEntry],
+    defaults: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
         "inventory": {
+            "defaults": defaults or {},
             "hosts": {h.name: h.spec for h in hosts},
             "groups": {"web": [h.name for h in hosts]},
         },
@@ -152,6 +158,7 @@ class Sandbox:
         self.replicas: list[Child] = []
         self.ssh: Any = None  # troupe.sshfleet.SshFleet when the hosts are sshd daemons
         self.fleet_note = ""
+        self.defaults: dict[str, Any] = {}  # the inventory's host defaults (SSH login)
         self.hurry = threading.Event()
 
     # ---- start ----
@@ -164,7 +171,8 @@ class Sandbox:
         config = self.dir / "troupe.yaml"
         config.write_text(
             yaml.safe_dump(
-                sandbox_config(self.workspace, self.url + "/api/", hosts), sort_keys=False
+                sandbox_config(self.workspace, self.url + "/api/", hosts, self.defaults),
+                sort_keys=False,
             )
         )
         for i, name in enumerate(replica_names(self.options.replicas)):
@@ -192,23 +200,19 @@ class Sandbox:
         return HostEntry(name, spec)
 
     def _ssh_hosts(self, names: list[str]) -> list[HostEntry]:
-        from troupe.sshfleet import SshFleet  # noqa: PLC0415 - only when sshd is used
+        from troupe.sshfleet import USER, SshFleet  # noqa: PLC0415 - only when sshd is used
 
+        self.dir.chmod(0o755)  # the hosts' login user reads its key and writes its directory
         self.ssh = SshFleet(len(names), self.dir / "sshd")
+        self.defaults = {"user": USER, "port": self.ssh.port, "key_file": str(self.ssh.client_key)}
         out = []
         for name, daemon in zip(names, self.ssh.daemons, strict=True):
-            spec = {
-                "address": daemon.address,
-                "port": self.ssh.port,
-                "user": self.ssh.user,
-                "key": str(self.ssh.client_key),
-                "vars": {"root": str(daemon.root), "app_port": 8080},
-            }
+            spec = {"address": daemon.address, "vars": {"root": str(daemon.root), "app_port": 8080}}
             out.append(HostEntry(name, spec))
         first, last = self.ssh.daemons[0].address, self.ssh.daemons[-1].address
         self.fleet_note = (
-            f"{len(names)} sshd hosts on {first}..{last} port {self.ssh.port} "
-            f"(user {self.ssh.user}), the demo app on port 8080 of each"
+            f"{len(names)} real sshd hosts on {first}..{last} port {self.ssh.port} "
+            f"(login user {USER}), each serving the demo app on port 8080"
         )
         return out
 
