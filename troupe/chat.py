@@ -157,8 +157,11 @@ class Chat:
                 raise
 
     def pinned(self) -> set[str]:
+        return {m["ts"] for m in self.pinned_messages()}
+
+    def pinned_messages(self) -> list[dict[str, Any]]:
         items = self.call("pins.list", channel=self.channel).get("items", [])
-        return {i["message"]["ts"] for i in items if i.get("type") == "message"}
+        return [i["message"] for i in items if i.get("type") == "message"]
 
     def post(self, text: str, thread_ts: str | None = None, **extra: Any) -> str:
         args: dict[str, Any] = {"channel": self.channel, "text": text, **extra}

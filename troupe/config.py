@@ -80,6 +80,7 @@ class ChatOps(_Section):
     on_locked: Literal["refuse", "queue"] = "refuse"  # a deploy to someone else's lock
     queue_timeout: Duration = 3600.0  # how long a queued deploy waits for the unlock
     progress_interval: Duration = 2.0  # the progress message is edited at most this often
+    poll_interval: Duration = 2.0  # a running deployment reads its thread for decisions
     # `census`: a read-only command printing the version on a host (rendered per host).
     census_command: str | None = None
     census_hosts: str = "all"

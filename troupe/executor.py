@@ -63,6 +63,9 @@ class Hooks:
     approve: Callable[[ApprovalNeeded], bool] = lambda request: False
     guard: Callable[[], None] = lambda: None
     stop: threading.Event = field(default_factory=threading.Event)
+    # Set (with a reason in `aborted_by`) to stop at the next safe point and roll back.
+    abort: threading.Event = field(default_factory=threading.Event)
+    aborted_by: str = ""
 
 
 class _Stop(Exception):
@@ -111,11 +114,14 @@ class Executor:
     # ---- the run -----------------------------------------------------------------------
 
     def run(self) -> RunResult:
+        return self._drive(self._run_phases)
+
+    def _drive(self, body: Callable[[ThreadPoolExecutor], tuple[RunOutcome, str]]) -> RunResult:
         started = time.monotonic()
         pool = ThreadPoolExecutor(self.forks, thread_name_prefix="troupe-host")
         self._prefetch(tuple(h for b in self.plan.batches for h in b.hosts))
         try:
-            outcome, reason = self._run_phases(pool)
+            outcome, reason = body(pool)
         finally:
             pool.shutdown(wait=True)
             self._connector.shutdown(wait=True, cancel_futures=True)
@@ -124,6 +130,18 @@ class Executor:
         result.duration = time.monotonic() - started
         self.hooks.on_event(RunFinished(result))
         return result
+
+    def revert(self, reason: str) -> RunResult:
+        """Undo a finished deployment: every batch of the plan counts as done (with what
+        `resume.previous` recorded before each host was touched), and all of them are
+        rolled back, newest batch first. Nothing else runs."""
+        return self._drive(lambda pool: self._revert(reason, pool))
+
+    def _revert(self, reason: str, pool: ThreadPoolExecutor) -> tuple[RunOutcome, str]:
+        for phase in self.plan.phases:
+            if isinstance(phase, Batch):
+                self._mark_done(phase)
+        return self._rollback(RunOutcome.REVERTED, reason, pool)
 
     def _run_phases(self, pool: ThreadPoolExecutor) -> tuple[RunOutcome, str]:
         try:
@@ -162,6 +180,8 @@ class Executor:
             raise _Stop(
                 RunOutcome.INTERRUPTED, f"stopped before touching more hosts: {self._fenced}"
             )
+        if self.hooks.abort.is_set():
+            raise _Stop(RunOutcome.ABORTED, self.hooks.aborted_by or "aborted")
         if self.hooks.stop.is_set():
             raise _Stop(RunOutcome.INTERRUPTED, "interrupted")
 
@@ -254,7 +274,7 @@ class Executor:
         return True
 
     def _stopping(self) -> bool:
-        return self.hooks.stop.is_set() or self._fenced is not None
+        return self.hooks.stop.is_set() or self.hooks.abort.is_set() or self._fenced is not None
 
     def _context(self, name: str) -> dict[str, Any]:
         host = self.hosts[name]

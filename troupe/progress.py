@@ -65,6 +65,7 @@ class RunOutcome(enum.Enum):
     ROLLBACK_INCOMPLETE = "failed; rollback incomplete"
     ABORTED = "aborted and rolled back"
     INTERRUPTED = "interrupted"
+    REVERTED = "rolled back"  # a `rollback` command: an earlier deployment undone
 
     @property
     def exit_code(self) -> int:
@@ -75,6 +76,7 @@ class RunOutcome(enum.Enum):
             RunOutcome.ROLLBACK_INCOMPLETE: 3,
             RunOutcome.ABORTED: 4,
             RunOutcome.INTERRUPTED: 130,
+            RunOutcome.REVERTED: 0,
         }[self]
 
 
@@ -180,3 +182,55 @@ Event = (
     | HostRolledBack
     | RunFinished
 )
+
+
+# ---- the board: every host's state at a glance (what the progress message shows) ----------
+
+
+@dataclass
+class Board:
+    """Folds events into the state of every host and the current batch."""
+
+    hosts: dict[str, HostState]
+    batches: int
+    batch: int = 0
+    note: str = ""  # what it is waiting for, if anything
+
+    @classmethod
+    def of(cls, hosts: tuple[str, ...], batches: int) -> Board:
+        return cls(dict.fromkeys(hosts, HostState.PENDING), batches)
+
+    def apply(self, event: Event) -> None:
+        if isinstance(event, BatchStarted):
+            self.batch, self.note = event.number, ""
+            self.hosts |= dict.fromkeys(event.hosts, HostState.RUNNING)
+        elif isinstance(event, HostDone | HostRolledBack):
+            self.hosts[event.host] = _board_state(event)
+        elif isinstance(event, RollbackStarted):
+            self.hosts |= dict.fromkeys(event.hosts, HostState.ROLLING_BACK)
+            self.note = "rolling back"
+        elif isinstance(event, Paused | ApprovalNeeded):
+            self.note = "waiting for approval" if _needs_person(event) else "paused"
+        elif isinstance(event, RunFinished):
+            self.hosts |= {n: o.state for n, o in event.result.hosts.items()}
+            self.note = ""
+
+    def mark_done(self, hosts: list[str]) -> None:
+        """Hosts an earlier owner finished (from the journal)."""
+        self.hosts |= dict.fromkeys(hosts, HostState.OK)
+
+    def counts(self) -> dict[HostState, int]:
+        counts: dict[HostState, int] = {}
+        for state in self.hosts.values():
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
+
+def _board_state(event: HostDone | HostRolledBack) -> HostState:
+    if isinstance(event, HostDone):
+        return event.state
+    return HostState.ROLLED_BACK if event.ok else HostState.ROLLBACK_FAILED
+
+
+def _needs_person(event: Paused | ApprovalNeeded) -> bool:
+    return isinstance(event, ApprovalNeeded) or event.seconds is None

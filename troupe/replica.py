@@ -15,10 +15,13 @@ Flow, one way: chat event -> command -> claim -> plan -> execute -> report.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,17 +29,16 @@ from typing import Any
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-from troupe import __version__, report
+from troupe import approvals, auth, metrics, report, version
 from troupe.chat import Chat, make_client
-from troupe.claims import Claim, Claimer, ClaimLost, Lease
-from troupe.commands import Command, addressed_to, parse
+from troupe.claims import Claimer, ClaimLost, Lease
+from troupe.commands import Command, ParseError, addressed_to, describe, parse
 from troupe.config import Config, Secrets
+from troupe.deployment import Context, Deployment, Refused, current_locks, lock_until
 from troupe.errors import InputError, TroupeError
-from troupe.executor import Executor, Hooks, Resume
-from troupe.planner import make_plan
-from troupe.playbooks import load_playbook
-from troupe.progress import BatchDone, Event, RollbackStarted, RunOutcome
+from troupe.locks import lock_on, lock_text
 from troupe.remote import connect
+from troupe.templating import render_command
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 class Work:
     ts: str
     text: str  # the command part, after the mention or prefix
+    user: str = ""  # who asked (Slack user ID): what authorization checks
 
 
 class Replica:
@@ -63,13 +66,16 @@ class Replica:
         self.queue: queue.Queue[Work] = queue.Queue()
         self.stopping = threading.Event()
         self.busy_with: str | None = None
-        self._run_stop: threading.Event | None = None
+        self._current: Deployment | None = None
+        self.pokes: dict[str, threading.Event] = {}  # button clicks wake a waiting deployment
         self._queued: set[str] = set()
         self._answered: set[str] = set()
         self._latest_reply: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self.alive_at = time.time()  # last pass of the sweeper loop: the health check reads it
         self.app = self._bolt_app(secrets)
+        if config.auth is None:
+            log.warning("no `auth` section in the config: everyone in the channel may deploy")
 
     # ---- receiving -----------------------------------------------------------------------
 
@@ -80,10 +86,30 @@ class Replica:
         app.event("message")(self._on_event)
         app.event("app_mention")(self._on_event)
         # Acked and ignored: bolt does not ack events no listener matches, and Slack would
-        # redeliver them. The claim protocol reads pins and reactions from the thread instead.
+        # redeliver them. Claims and approvals read pins and reactions from the thread.
         for kind in ("pin_added", "pin_removed", "reaction_added", "reaction_removed"):
             app.event(kind)(_ignore)
+        for action in (approvals.APPROVE_ACTION, approvals.ABORT_ACTION):
+            app.action(action)(self._on_click)
         return app
+
+    def _on_click(self, ack: Any, body: dict[str, Any]) -> None:
+        """A button on an approval message: write it into the thread, where the waiting
+        deployment (on this replica or another) judges it; wake it if it is here."""
+        ack()
+        action = body["actions"][0]
+        message = body.get("message") or {}
+        thread_ts = message.get("thread_ts") or action.get("value")
+        if not thread_ts:
+            return
+        try:
+            self.chat.post(
+                approvals.click_text(body["user"]["id"], action["action_id"]), thread_ts=thread_ts
+            )
+        except TroupeError as exc:
+            log.warning("recording a click on %s: %s", thread_ts, exc)
+        if (wake := self.pokes.get(thread_ts)) is not None:
+            wake.set()
 
     def _on_event(self, event: dict[str, Any]) -> None:
         """Bolt acks before this runs; it only queues, the worker does the rest."""
@@ -101,7 +127,7 @@ class Replica:
             if message["ts"] in self._queued:
                 return
             self._queued.add(message["ts"])
-        self.queue.put(Work(message["ts"], text))
+        self.queue.put(Work(message["ts"], text, str(message.get("user", ""))))
 
     def _command_part(self, text: str) -> str | None:
         for bot in sorted(self.fleet):
@@ -109,6 +135,16 @@ class Replica:
             if part is not None:
                 return part
         return None
+
+    def command_of(self, text: str) -> Command | None:
+        """The command in a message, if it is one for Troupe and parses."""
+        part = self._command_part(text)
+        if part is None:
+            return None
+        try:
+            return parse(part)
+        except ParseError:
+            return None
 
     # ---- the sweeper ---------------------------------------------------------------------
 
@@ -166,35 +202,47 @@ class Replica:
     def handle(self, work: Work) -> None:
         try:
             command = parse(work.text)
-        except InputError as exc:
-            self._claimed_reply(work.ts, report.refused_text(str(exc)), ok=False)
+        except ParseError as exc:
+            problem = str(exc)
+            self._claimed_reply(work, lambda: report.refused_text(problem), ok=False)
             return
-        if command.verb == "roll call":
+        verb = command.verb
+        if verb in ("roll call", "census"):
             self._answer_roll_call(work.ts)
-        elif command.verb == "help":
-            self._claimed_reply(work.ts, report.help_text(command.topic), ok=True)
-        elif command.verb == "status":
-            self._claimed_reply(work.ts, report.status_text(self._open_claims()), ok=True)
-        else:
-            self._deploy(work.ts, command)
+        if verb in _RUNS:
+            self._run_claimed(work, command)
+        elif verb in _ANSWERS:
+            self._claimed_reply(work, lambda: _ANSWERS[verb](self, command, work), ok=True)
 
-    def _claimed_reply(self, ts: str, text: str, ok: bool) -> None:
-        """A quick answer, still claimed, so that one replica answers, once."""
-        claim = self.claimer.try_claim(ts)
-        if claim is not None:
-            self.chat.post(text, thread_ts=ts)
-            self.claimer.finish(claim, ok)
+    def _claimed_reply(self, work: Work, answer: Callable[[], str], ok: bool) -> None:
+        """A quick answer, still claimed, so that one replica answers, once. A refusal
+        (InputError) is an answer too, marked failed."""
+        claim = self.claimer.try_claim(work.ts)
+        if claim is None:
+            return
+        metrics.COMMANDS_CLAIMED.labels(work.text.split(" ")[0].lower()[:20]).inc()
+        try:
+            text = answer()
+        except InputError as exc:
+            text, ok = report.refused_text(str(exc)), False
+        self.chat.post(text, thread_ts=work.ts)
+        self.claimer.finish(claim, ok)
 
     def _answer_roll_call(self, ts: str) -> None:
         if ts in self._answered:
             return
         mine = f"*{self.name}* here"
         if not any(mine in m.get("text", "") for m in self.chat.thread(ts)[1:]):
-            text = report.roll_call_text(self.name, __version__, self.busy_with)
+            text = report.roll_call_text(self.name, version.current().label, self.busy_with)
             self.chat.post(text, thread_ts=ts)
         self._answered.add(ts)  # answered once (redeliveries and sweeps find it here)
 
-    def _open_claims(self) -> list[tuple[str, str, int]]:
+    # ---- quick answers ---------------------------------------------------------------------
+
+    def _help(self, command: Command, work: Work) -> str:
+        return report.help_text(command.topic)
+
+    def _status(self, command: Command, work: Work) -> str:
         claims = []
         for ts in sorted(self.chat.pinned()):
             state = self.claimer.state(ts)
@@ -202,87 +250,133 @@ class Replica:
             if owner is not None and state.done is None:
                 text = self.chat.thread(ts)[0].get("text", "")
                 claims.append((text, owner.replica, owner.generation))
-        return claims
+        now = time.time()
+        locks = [
+            report.lock_held_text(lock.env, lock.owner, lock_until(lock), lock.reason)
+            for lock in current_locks(self._context(), now)
+        ]
+        return report.status_text(claims, locks)
 
-    # ---- deploying ---------------------------------------------------------------------------
+    def _not_here(self, command: Command, work: Work) -> str:
+        return report.not_in_thread_text(command.verb)
 
-    def _deploy(self, ts: str, command: Command) -> None:
+    def _lock_env(self, command: Command, work: Work) -> str:
+        env, user = command.env or "", work.user
+        self._authorize(user, "lock", env)
+        now = time.time()
+        held = lock_on(current_locks(self._context(), now), env, now)
+        if held is not None and held.owner != user:
+            raise Refused(report.lock_held_text(env, held.owner, lock_until(held), held.reason))
+        until = None if command.seconds is None else now + command.seconds
+        ts = self.chat.post(lock_text(env, user, until, command.reason))
+        self.chat.pin(ts)
+        if held is not None:  # the owner renewed it: the new one replaces the old
+            self.chat.unpin(held.ts)
+        lock = lock_on(current_locks(self._context(), now), env, now)
+        return report.locked_text(env, lock_until(lock) if lock else "", command.reason)
+
+    def _unlock_env(self, command: Command, work: Work) -> str:
+        env, user = command.env or "", work.user
+        self._authorize(user, "unlock", env)
+        now = time.time()
+        locks = [lock for lock in current_locks(self._context(), now) if lock.env == env]
+        if not locks:
+            raise Refused(f"*{env}* is not locked")
+        for lock in locks:
+            self.chat.unpin(lock.ts)
+        return report.unlocked_text(env, user)
+
+    def _authorize(self, user: str, action: str, env: str) -> None:
+        refused = auth.refusal(self.config.auth, user, action, None, env)
+        if refused:
+            log.warning("refused %s by %s: %s", action, user, refused)
+            raise Refused(refused)
+
+    def _history(self, command: Command, work: Work) -> str:
+        entries: list[tuple[str, str, str, str, str]] = []
+        for message in self.chat.history(limit=200):
+            if len(entries) >= (command.count or 10):
+                break
+            past = self.command_of(message.get("text", ""))
+            if past is None or past.verb not in _RUNS:
+                continue
+            state = self.claimer.state(message["ts"])
+            result = _done_line(self.chat.thread(message["ts"]), self.fleet)
+            emoji = {True: ":white_check_mark:", False: ":x:", None: ":hourglass:"}[state.done]
+            owner = state.owner.replica if state.owner else "nobody yet"
+            summary = result if state.done is not None else f"running on {owner}"
+            entries.append((message["ts"], message.get("user", ""), describe(past), emoji, summary))
+        return report.history_text(entries)
+
+    def _census(self, command: Command, work: Work) -> str:
+        """Versions on the hosts (chatops.census_command) and on every replica (they
+        answer like a roll call: give them a moment, then read the thread)."""
+        hosts = self._host_versions()
+        time.sleep(self.config.slack.lease.settle * 4)
+        replicas = {}
+        for message in self.chat.thread(work.ts)[1:]:
+            answer = report.read_roll_call(message.get("text", ""))
+            if answer is not None and message.get("user") in self.fleet:
+                replicas[answer[0]] = answer[1]
+        return report.census_text(hosts, replicas)
+
+    def _host_versions(self) -> dict[str, str] | None:
+        template = self.config.chatops.census_command
+        if template is None:
+            return None
+        hosts = self.config.inventory.select(self.config.chatops.census_hosts)
+
+        def one(host: Any) -> str:
+            try:
+                command = render_command(template, {"host": host.template_view()}, "census")
+                with contextlib.closing(connect(host)) as remote:
+                    result = remote.run(command, timeout=30)
+            except TroupeError as exc:
+                return f"unknown ({exc})"
+            return (
+                result.stdout.strip() or "unknown"
+                if result.ok
+                else f"unknown (exit {result.exit_code})"
+            )
+
+        with ThreadPoolExecutor(self.config.execution.forks) as pool:
+            return dict(zip((h.name for h in hosts), pool.map(one, hosts), strict=True))
+
+    # ---- commands that touch hosts ------------------------------------------------------------
+
+    def _context(self) -> Context:
+        return Context(
+            self.config,
+            self.chat,
+            self.claimer,
+            self.name,
+            self.base_dir,
+            self.fleet,
+            self.stopping,
+            self.command_of,
+            self.pokes,
+        )
+
+    def _run_claimed(self, work: Work, command: Command) -> None:
         if self.stopping.is_set():
             return
-        claim = self.claimer.try_claim(ts)
+        claim = self.claimer.try_claim(work.ts)
         if claim is None:
             return
-        self.busy_with = ts
+        metrics.COMMANDS_CLAIMED.labels(command.verb).inc()
+        self.busy_with = work.ts
+        deployment = Deployment(self._context(), claim, command, work.user)
+        self._current = deployment
         try:
-            self._run(claim, command)
+            deployment.run()
         except ClaimLost as exc:
-            self.chat.post(report.lost_text(self.name, str(exc)), thread_ts=ts)
-        except InputError as exc:
-            self.chat.post(report.refused_text(str(exc)), thread_ts=ts)
+            self.chat.post(report.lost_text(self.name, str(exc)), thread_ts=work.ts)
+        except InputError as exc:  # a bad playbook or variable: said in the thread
+            self.chat.post(report.refused_text(str(exc)), thread_ts=work.ts)
             self.claimer.finish(claim, False, "not started")
         finally:
+            self._current = None
             self.busy_with = None
-
-    def _run(self, claim: Claim, command: Command) -> None:
-        config = self.config
-        path = self.base_dir / config.execution.playbooks_dir / f"{command.playbook}.yaml"
-        if not path.is_file():
-            raise InputError(f"no playbook named {command.playbook!r}")
-        playbook = load_playbook(path)
-        hosts = config.inventory.select(command.target or playbook.hosts)
-        plan = make_plan(playbook, hosts, config.execution.forks)
-        stop = threading.Event()
-        lost: list[ClaimLost] = []
-        executor = Executor(
-            playbook,
-            plan,
-            hosts,
-            command.variables,
-            connect,
-            Hooks(on_event=lambda e: None, guard=lambda: self._guard(claim, lost), stop=stop),
-            files_dir=path.parent,
-            forks=config.execution.forks,
-            resume=Resume(frozenset(claim.batches_done), claim.previous),
-        )
-        executor.hooks.on_event = lambda e: self._on_run_event(claim, executor, e)
-        if not claim.batches_done:
-            self.chat.post(
-                report.started_text(self.name, report.plan_text(plan, playbook)),
-                thread_ts=claim.command_ts,
-            )
-        self._run_stop = stop
-        with _Heartbeat(self.claimer, claim, stop, lost):
-            result = executor.run()
-        self._run_stop = None
-        self._conclude(claim, result.outcome, report.result_text(result), lost)
-
-    def _guard(self, claim: Claim, lost: list[ClaimLost]) -> None:
-        try:
-            self.claimer.guard(claim)
-        except ClaimLost as exc:
-            lost.append(exc)
-            raise
-
-    def _on_run_event(self, claim: Claim, executor: Executor, event: Event) -> None:
-        if isinstance(event, BatchDone):
-            hosts = event.ok + event.failed
-            previous = {
-                h: executor.outcomes[h].previous for h in hosts if executor.outcomes[h].previous
-            }
-            self.claimer.journal(claim, event.number, list(event.ok + event.failed), previous)
-        elif isinstance(event, RollbackStarted):
-            self.chat.post(report.event_line(event) or "", thread_ts=claim.command_ts)
-
-    def _conclude(
-        self, claim: Claim, outcome: RunOutcome, summary: str, lost: list[ClaimLost]
-    ) -> None:
-        if lost:
-            raise lost[0]
-        if outcome == RunOutcome.INTERRUPTED and self.stopping.is_set():
-            self.claimer.hand_off(claim, "shutting down")
-            return
-        self.chat.post(f"```\n{summary}\n```", thread_ts=claim.command_ts)
-        self.claimer.finish(claim, outcome == RunOutcome.SUCCEEDED, outcome.value)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -295,38 +389,8 @@ class Replica:
     def stop(self) -> None:
         """Stop claiming; a running deploy stops at its next safe point and is handed over."""
         self.stopping.set()
-        if self._run_stop is not None:
-            self._run_stop.set()
-
-
-class _Heartbeat:
-    """Renews the lease while a deploy runs; on ClaimLost, stops the run."""
-
-    def __init__(
-        self, claimer: Claimer, claim: Claim, stop: threading.Event, lost: list[ClaimLost]
-    ) -> None:
-        self.claimer, self.claim, self.stop, self.lost = claimer, claim, stop, lost
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="troupe-heartbeat", daemon=True)
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._done.wait(self.claimer.lease.heartbeat):
-            try:
-                self.claimer.heartbeat(self.claim)
-            except ClaimLost as exc:
-                self.lost.append(exc)
-                self.stop.set()
-                return
-            except TroupeError as exc:
-                log.warning("heartbeat failed (will retry): %s", exc)
+        if self._current is not None:
+            self._current.stop.set()
 
 
 def _ignore() -> None:
@@ -338,6 +402,28 @@ def _done(message: dict[str, Any], fleet: set[str]) -> bool:
         r["name"] in ("white_check_mark", "x") and fleet & set(r.get("users", []))
         for r in message.get("reactions", [])
     )
+
+
+def _done_line(thread: list[dict[str, Any]], fleet: set[str]) -> str:
+    """The first line of the done record, without its emoji: what history shows."""
+    for message in reversed(thread[1:]):
+        text = str(message.get("text", ""))
+        if message.get("user") in fleet and text.startswith((":white_check_mark: ", ":x: ")):
+            return text.split("\n", 1)[0].split(" · ", 1)[-1]
+    return ""
+
+
+_RUNS = ("deploy", "plan", "rollback", "self-update")
+_ANSWERS: dict[str, Callable[[Replica, Command, Work], str]] = {
+    "help": Replica._help,
+    "status": Replica._status,
+    "approve": Replica._not_here,
+    "abort": Replica._not_here,
+    "lock": Replica._lock_env,
+    "unlock": Replica._unlock_env,
+    "history": Replica._history,
+    "census": Replica._census,
+}
 
 
 def run_socket_mode(replica: Replica, app_token: str) -> SocketModeHandler:

@@ -6,6 +6,7 @@ functions, so the wording lives in one place and is snapshot-tested.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from troupe.progress import (
     ApprovalNeeded,
     BatchDone,
     BatchStarted,
+    Board,
     CheckDone,
     Event,
     GateDone,
@@ -178,6 +180,7 @@ _OUTCOME = {
     RunOutcome.ROLLBACK_INCOMPLETE: "FAILED, ROLLBACK INCOMPLETE (a person must look)",
     RunOutcome.ABORTED: "Aborted",
     RunOutcome.INTERRUPTED: "Interrupted",
+    RunOutcome.REVERTED: "Rolled back",
 }
 
 
@@ -186,8 +189,21 @@ _OUTCOME = {
 HELP = {
     "deploy": "`deploy <playbook> [to <group|hosts>] [key=value ...]`: run a playbook "
     "(one replica claims it; progress and the result appear in this thread)",
+    "plan": "`plan <playbook> [to <group|hosts>] [key=value ...]`: post the plan with "
+    "Approve / Abort buttons; it runs once someone allowed approves",
+    "approve": "`approve` (in a deployment's thread): let a paused deployment go on "
+    "(or click Approve, or react :+1: to the approval message)",
+    "abort": "`abort` (in a deployment's thread): stop at the next safe point and roll back",
+    "rollback": "`rollback [<deployment>]`: undo the latest deployment (or the one named by "
+    "its link or ts) on exactly the hosts it changed, newest batch first",
+    "status": "`status`: the commands being worked on, by whom, and the locks",
+    "history": "`history [n]`: the last n deployments (default 10): who, what, result",
+    "lock": "`lock <env> [reason] [for <duration>]`: stop others deploying to <env> "
+    "(e.g. `lock web db migration for 2h`)",
+    "unlock": "`unlock <env>`: remove the lock on <env>",
     "roll call": "`roll call`: every replica answers with its name and version",
-    "status": "`status`: the commands being worked on, and by whom",
+    "census": "`census`: the version on every host and every replica; flags a mixed fleet",
+    "self-update": "`self-update [ref]`: update the replicas one at a time to a git ref",
     "help": "`help [command]`: this list, or one command's usage",
 }
 
@@ -205,12 +221,23 @@ def roll_call_text(replica: str, version: str, busy_with: str | None) -> str:
     return f":raising_hand: *{replica}* here · version {version} · {state}"
 
 
-def status_text(claims: list[tuple[str, str, int]]) -> str:
-    """`claims`: (command text, owner replica, generation) of every open command."""
-    if not claims:
-        return "Nothing is running."
+_ROLL_CALL = re.compile(r"^:raising_hand: \*(?P<name>[^*]+)\* here · version (?P<version>.+) · ")
+
+
+def read_roll_call(text: str) -> tuple[str, str] | None:
+    """(replica, version) from a roll call answer, for the census."""
+    match = _ROLL_CALL.match(text)
+    return (match["name"], match["version"]) if match else None
+
+
+def status_text(claims: list[tuple[str, str, int]], locks: list[str] | None = None) -> str:
+    """`claims`: (command text, owner replica, generation) of every open command;
+    `locks`: each live lock, described."""
     lines = [f"• {text} — {owner} (generation {gen})" for text, owner, gen in claims]
-    return "Working on:\n" + "\n".join(lines)
+    text = "Working on:\n" + "\n".join(lines) if lines else "Nothing is running."
+    if locks:
+        text += "\nLocks:\n" + "\n".join(f"• :closed_lock_with_key: {lock}" for lock in locks)
+    return text
 
 
 def refused_text(error: str) -> str:
@@ -225,3 +252,166 @@ def lost_text(replica: str, error: str) -> str:
 
 def started_text(replica: str, plan: str) -> str:
     return f":rocket: {replica} starts\n```\n{plan}\n```"
+
+
+def not_in_thread_text(verb: str) -> str:
+    return f":information_source: `{verb}` works in the thread of a deployment that is running."
+
+
+# ---- the progress message (one per deployment, edited in place) -------------------------------
+
+_GLYPH = {
+    HostState.PENDING: "·",
+    HostState.RUNNING: "▶",
+    HostState.OK: "✓",
+    HostState.FAILED: "✗",
+    HostState.ROLLING_BACK: "↺",
+    HostState.ROLLED_BACK: "↩",
+    HostState.ROLLBACK_FAILED: "‼",
+    HostState.INTERRUPTED: "‖",
+}
+_COLUMNS = 4
+
+
+def progress_text(title: str, board: Board, finished: str | None = None) -> str:
+    """Header, counts and a grid of hosts; `finished` replaces the batch line at the end."""
+    counts = board.counts()
+    tally = ", ".join(f"{n} {state.value}" for state, n in counts.items())
+    where = finished or f"batch {board.batch} of {board.batches}" + (
+        f" · {board.note}" if board.note else ""
+    )
+    width = max((len(h) for h in board.hosts), default=1)
+    cells = [f"{_GLYPH[st]} {name:<{width}}" for name, st in board.hosts.items()]
+    rows = ["  ".join(cells[i : i + _COLUMNS]).rstrip() for i in range(0, len(cells), _COLUMNS)]
+    legend = "  ".join(f"{_GLYPH[st]} {st.value}" for st in HostState if st in counts)
+    return f"{title} · {where}\n{tally}\n```\n" + "\n".join(rows) + f"\n```\n{legend}"
+
+
+def progress_title(verb: str, playbook: str, replica: str) -> str:
+    icon = ":rewind:" if verb == "rollback" else ":rocket:"
+    return f"{icon} *{verb} {playbook}* by {replica}"
+
+
+def milestone_text(event: Event) -> str | None:
+    """The thread replies besides the journal: pauses, approvals, failures, rollback."""
+    if isinstance(event, Paused) and event.seconds is not None:
+        return f":pause_button: {_paused(event)}"
+    if isinstance(event, HostDone) and event.state == HostState.FAILED:
+        return f":exclamation: {event.host} failed: {event.error}"
+    if isinstance(event, RollbackStarted):
+        return f":rewind: {_rollback(event)}"
+    if isinstance(event, GateDone) and event.verdict != "success":
+        return f":mag: {_gate(event)}"
+    return None
+
+
+# ---- approvals -------------------------------------------------------------------------------
+
+
+def approval_text(reason: str, roles: tuple[str, ...], timeout: float) -> str:
+    who = f" by someone with role {' or '.join(roles)}" if roles else ""
+    return (
+        f":raised_hand: *Approval needed*{who}: {reason}. Click Approve or Abort, react "
+        f":+1:, or reply `approve` / `abort`. Aborts by itself in {format_duration(timeout)}."
+    )
+
+
+def approval_blocks(text: str, command_ts: str) -> list[dict[str, Any]]:
+    """Block Kit: the text and two buttons (action ids match troupe.approvals)."""
+    return [
+        {"type": "section", "block_id": "approval", "text": {"type": "mrkdwn", "text": text}},
+        {
+            "type": "actions",
+            "block_id": "approval_actions",
+            "elements": [
+                _button("Approve", "approve", "primary", command_ts),
+                _button("Abort", "abort", "danger", command_ts),
+            ],
+        },
+    ]
+
+
+def _button(label: str, action_id: str, style: str, value: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "action_id": action_id,
+        "text": {"type": "plain_text", "text": label},
+        "style": style,
+        "value": value,
+    }
+
+
+def approval_closed_text(reason: str, verdict: str) -> str:
+    return f":raised_hand: Approval for {reason}: {verdict}"
+
+
+def approval_verdict(decision: str | None, timeout: float) -> str:
+    if decision is None:
+        return f"no decision within {format_duration(timeout)}; aborted"
+    return decision
+
+
+# ---- locks, history, census --------------------------------------------------------------
+
+
+def locked_text(env: str, until: str, reason: str | None) -> str:
+    why = f" ({reason})" if reason else ""
+    return f":closed_lock_with_key: *{env}* is locked {until}{why}. `unlock {env}` to release it."
+
+
+def unlocked_text(env: str, user: str) -> str:
+    return f":unlock: *{env}* unlocked by <@{user}>"
+
+
+def lock_held_text(env: str, owner: str, until: str, reason: str | None) -> str:
+    why = f": {reason}" if reason else ""
+    return f"*{env}* is locked by <@{owner}> {until}{why}"
+
+
+def queued_text(held: str) -> str:
+    return f":hourglass_flowing_sand: queued: {held}. This runs when the lock is released."
+
+
+def done_summary(result: RunResult) -> str:
+    """The done record's first line: what history lists."""
+    touched = [n for n, o in result.hosts.items() if o.touched]
+    hosts = f" · {len(touched)} hosts: {', '.join(touched)}" if touched else " · no host touched"
+    return f"{result.outcome.value} in {result.duration:.1f}s{hosts}"
+
+
+def history_text(entries: list[tuple[str, str, str, str, str]]) -> str:
+    """(ts, user, command, result emoji, result summary) per deployment, newest first."""
+    if not entries:
+        return "No deployments in this channel yet."
+    lines = [
+        f"• `{ts}` <@{user}> `{command}` {emoji} {summary}"
+        for ts, user, command, emoji, summary in entries
+    ]
+    return f"Last {len(entries)} deployments (newest first; `rollback <ts>` undoes one):\n" + (
+        "\n".join(lines)
+    )
+
+
+def census_text(hosts: dict[str, str] | None, replicas: dict[str, str]) -> str:
+    """Versions per host and per replica; flags a mixed fleet. `hosts` is None when no
+    census command is configured."""
+    lines = [":bar_chart: *Census*"]
+    if hosts is None:
+        lines.append("hosts: set `chatops.census_command` in troupe.yaml to list their versions")
+    else:
+        lines.append(_versions("hosts", hosts))
+    lines.append(_versions("replicas", replicas))
+    return "\n".join(lines)
+
+
+def _versions(what: str, versions: dict[str, str]) -> str:
+    if not versions:
+        return f"{what}: none"
+    distinct = sorted(set(versions.values()))
+    flag = (
+        f" :warning: *mixed*: {len(distinct)} versions"
+        if len(distinct) > 1
+        else f" all on {distinct[0]}"
+    )
+    rows = "\n".join(f"{name:<14} {version}" for name, version in sorted(versions.items()))
+    return f"{what}:{flag}\n```\n{rows}\n```"

@@ -14,7 +14,7 @@ from tests.e2e.fleet import Thread, poll
 
 pytestmark = pytest.mark.integration  # real processes on loopback
 
-ROLL_CALL = re.compile(r"^:raising_hand: \*(?P<name>[^*]+)\* here · version \S+ · (idle|busy)")
+ROLL_CALL = re.compile(r"^:raising_hand: \*(?P<name>[^*]+)\* here · version .+ · (idle|busy)")
 RECORDS = re.compile(r"^:(lock|zzz|white_check_mark|x): ")  # the claim protocol's own
 
 

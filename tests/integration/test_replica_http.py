@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 from tests.conftest import ALICE, OPS, ServerFactory
 from tests.integration.helpers import wait_for
 from tests.integration.test_cli_localslack import free_port
+from troupe import version
 from troupe.localslack.server import ThreadedLocalSlack
 from troupe.localslack.workspace import HttpDelivery, default_workspace
 
@@ -78,7 +79,9 @@ def test_roll_call_over_http(
         return [m["text"] for m in alice.conversations_replies(channel=OPS, ts=ts)["messages"][1:]]
 
     answered = wait_for(replies, timeout=20, what="a roll call answer")
-    assert answered == [":raising_hand: *troupe-a* here · version 0.1.0 · idle"]
+    assert answered == [
+        f":raising_hand: *troupe-a* here · version {version.current().label} · idle"
+    ]
     outcomes = {
         a["outcome"] for d in server.call(lambda: server.server.log.list()) for a in d["attempts"]
     }
