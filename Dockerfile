@@ -20,8 +20,9 @@ RUN apt-get update \
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl \
  && rm -rf /wheels \
- && groupadd --system troupe \
- && useradd --system --gid troupe --home-dir /srv/troupe --create-home --shell /usr/sbin/nologin troupe
+ && groupadd --system --gid 10001 troupe \
+ && useradd --system --uid 10001 --gid troupe --home-dir /srv/troupe --create-home \
+    --shell /usr/sbin/nologin troupe
 WORKDIR /srv/troupe
 COPY --chown=troupe:troupe playbooks ./playbooks
 USER troupe

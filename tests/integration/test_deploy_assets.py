@@ -5,14 +5,24 @@ and every config file and command they reference (`troupe validate`, `troupe CMD
 
 from __future__ import annotations
 
+import configparser
 import json
+import os
 import re
+import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 
+from troupe.config import load_config
 from troupe.health import DEFAULT_PORT
+from troupe.localslack.workspace import load_workspace
 
 pytestmark = pytest.mark.integration
 
@@ -110,3 +120,211 @@ def test_dockerignore_keeps_the_context_small() -> None:
             copied |= {s.rstrip("/") for s in sources if s not in (".", "./")}
     assert copied <= allowed, f"COPY of files the context leaves out: {copied - allowed}"
     assert not {".venv", ".git", "tests"} & allowed
+
+
+# ---- docker-compose.yml ------------------------------------------------------------------------
+
+
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def _troupe_image(service: dict[str, Any]) -> bool:
+    return service.get("image") == "troupe:local"
+
+
+def bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> file in this repository, for the service's bind mounts."""
+    out = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("./"):
+            out[target] = ROOT / source
+    return out
+
+
+def troupe_command(service: dict[str, Any]) -> list[str]:
+    """What the container runs: the image's ENTRYPOINT, then the service's command."""
+    assert _troupe_image(service)
+    return ["troupe", *service["command"]]
+
+
+def _validator() -> jsonschema.Draft7Validator:
+    """The spec's own draft (07), with its formats checked."""
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    assert "draft-07" in schema["$schema"], schema["$schema"]
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker())
+
+
+def test_compose_file_validates_against_the_compose_spec() -> None:
+    _validator().validate(compose())  # raises with the path of the first problem
+
+
+def test_compose_schema_check_is_not_vacuous() -> None:
+    broken = compose()
+    broken["services"]["replica-a"]["restart_policy"] = "always"  # not a Compose key
+    with pytest.raises(jsonschema.ValidationError):
+        _validator().validate(broken)
+
+
+def test_compose_topology() -> None:
+    services = compose()["services"]
+    replicas = sorted(n for n in services if n.startswith("replica-"))
+    targets = sorted(n for n in services if n.startswith("target-"))
+    assert replicas == ["replica-a", "replica-b", "replica-c"]
+    assert targets == ["target-1", "target-2", "target-3"]
+    assert "localslack" in services
+    assert services["localslack"]["build"] == "."
+    assert services["ssh-keys"]["build"] == "./deploy/target-host"
+    for name in targets:
+        assert services[name]["image"] == services["ssh-keys"]["image"]
+    for name in replicas:
+        service = services[name]
+        assert _troupe_image(service)
+        command = troupe_command(service)
+        assert command[command.index("--replica") + 1] == name
+        assert "healthcheck" not in service, "the image's HEALTHCHECK (/healthz) applies"
+        assert set(service["environment"]) == {"TROUPE_BOT_TOKEN", "TROUPE_APP_TOKEN"}
+
+
+def test_compose_configs_and_commands_are_valid(tmp_path: Path) -> None:
+    """Every file compose mounts is valid for its reader; every command accepts its
+    arguments (`troupe ... --help` parses them all, then prints the help)."""
+    services = compose()["services"]
+    workspace = load_workspace(ROOT / "deploy" / "compose" / "workspace.yaml")
+    for name, service in services.items():
+        mounts = bind_mounts(service)
+        for path in mounts.values():
+            assert path.is_file(), f"{name} mounts {path}, which does not exist"
+        if not _troupe_image(service):
+            continue
+        command = troupe_command(service)
+        done = _troupe(*command[1:], "--help")
+        assert done.returncode == 0, f"{name}: {shlex.join(command)}\n{done.stderr}"
+        config_file = mounts.get(command[command.index("-c") + 1]) if "-c" in command else None
+        if config_file is not None:
+            done = _troupe("validate", str(config_file))
+            assert done.returncode == 0, f"{name}: troupe validate {config_file}\n{done.stderr}"
+    # The replicas' tokens are apps of localslack's workspace, and their bots the fleet.
+    config = load_config(ROOT / "deploy" / "compose" / "troupe.yaml", env={})
+    apps = {a.bot_token: a for a in workspace.apps}
+    bots = set()
+    for name in ("replica-a", "replica-b", "replica-c"):
+        env = services[name]["environment"]
+        app = apps[env["TROUPE_BOT_TOKEN"]]
+        assert app.app_token == env["TROUPE_APP_TOKEN"]
+        bots.add(app.bot_user_id)
+    assert bots == set(config.slack.fleet)
+    assert config.slack.channel in {c.id for c in workspace.channels}
+    localslack = troupe_command(services["localslack"])
+    port = localslack[localslack.index("--port") + 1]
+    assert config.slack.api_url == f"http://localslack:{port}/api/"
+    assert set(config.inventory.hosts) == {n for n in services if n.startswith("target-")}
+
+
+def test_target_host_scripts(tmp_path: Path) -> None:
+    """The target host's scripts are valid sh; make-keys makes a usable key pair."""
+    scripts = ROOT / "deploy" / "target-host"
+    for script in ("entrypoint.sh", "make-keys.sh"):
+        done = subprocess.run(["sh", "-n", str(scripts / script)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    owner = f"{os.getuid()}:{os.getgid()}"
+    env = {"PATH": os.environ["PATH"], "KEYS": str(tmp_path), "KEY_OWNER": owner}
+    for _ in range(2):  # the second start keeps the key it made the first time
+        done = subprocess.run(
+            ["sh", str(scripts / "make-keys.sh")], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        if _ == 0:
+            first = (tmp_path / "id_ed25519").read_bytes()
+    assert (tmp_path / "id_ed25519").read_bytes() == first
+    assert (tmp_path / "authorized_keys").read_text() == (tmp_path / "id_ed25519.pub").read_text()
+    assert (tmp_path / "id_ed25519").stat().st_mode & 0o777 == 0o600
+    assert not list((ROOT / "deploy").rglob("id_*")), "no key pair in the repository"
+
+
+def _troupe(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TROUPE, *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+# ---- systemd -----------------------------------------------------------------------------------
+
+# Where docs/operations.md installs the example files the unit reads.
+INSTALLED = {
+    "/etc/troupe/troupe.yaml": SYSTEMD / "troupe.yaml",
+    "/etc/troupe/%i.env": SYSTEMD / "replica.env.example",
+}
+HARDENING = {
+    "NoNewPrivileges": "true",
+    "ProtectSystem": "strict",
+    "PrivateTmp": "true",
+    "ProtectHome": "true",
+    "ReadWritePaths": "/opt/troupe",
+}
+
+
+class _UnitParser(configparser.ConfigParser):
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr  # systemd keys are case-sensitive
+
+
+def unit() -> configparser.ConfigParser:
+    parser = _UnitParser(interpolation=None, strict=True)
+    parser.read_string((SYSTEMD / "troupe@.service").read_text())
+    return parser
+
+
+def test_systemd_unit_runs_a_replica_hardened() -> None:
+    service = unit()["Service"]
+    for key, value in HARDENING.items():
+        assert service.get(key) == value, key
+    assert service["User"] != "root"
+    argv = shlex.split(service["ExecStart"])
+    assert Path(argv[0]).name == "troupe"
+    assert argv[1:] == ["run", "-c", "/etc/troupe/troupe.yaml", "--replica", "%i"]
+    assert service["EnvironmentFile"] in INSTALLED
+    assert int(service["TimeoutStopSec"]) > 30 + 5, "longer than the lease: hand-over time"
+
+
+def test_systemd_references_are_valid() -> None:
+    service = unit()["Service"]
+    argv = shlex.split(service["ExecStart"].replace("%i", "replica-a"))
+    config = INSTALLED[argv[argv.index("-c") + 1]]
+    done = _troupe(*argv[1:], "--help")
+    assert done.returncode == 0, done.stderr
+    done = _troupe("validate", str(config))
+    assert done.returncode == 0, done.stderr
+    env = dict(
+        line.split("=", 1)
+        for line in INSTALLED[service["EnvironmentFile"]].read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert {"TROUPE_BOT_TOKEN", "TROUPE_APP_TOKEN", "TROUPE_SIGNING_SECRET"} <= set(env)
+    assert all("REPLACE-ME" in env[k] for k in ("TROUPE_BOT_TOKEN", "TROUPE_APP_TOKEN"))
+    assert load_config(config, env=env).health.port == int(env["TROUPE_HEALTH_PORT"])
+
+
+def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+    """systemd-analyze knows every directive (a typo in a hardening option is only a
+    warning to systemd, which would leave the service unhardened)."""
+    analyze = shutil.which("systemd-analyze")
+    assert analyze is not None, "systemd-analyze is missing: apt-get install systemd"
+    text = (SYSTEMD / "troupe@.service").read_text()
+    # The checkout's troupe, where the unit expects /opt/troupe's.
+    text = text.replace("/opt/troupe/.venv/bin/troupe", str(Path(sys.executable).parent / "troupe"))
+    (tmp_path / "troupe@.service").write_text(text)
+    done = subprocess.run(
+        [analyze, "verify", str(tmp_path / "troupe@replica-a.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    problems = [
+        line
+        for line in (done.stdout + done.stderr).splitlines()
+        if "troupe@" in line and "Failed to" not in line.split("troupe@")[0]
+    ]
+    assert done.returncode == 0 and not problems, done.stdout + done.stderr
