@@ -4,8 +4,9 @@ PYTHON  ?= python3
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 # Debian packages the tests need: sshd and sudo for the loopback SSH fleet, git for self-update,
-# chromium for the browser test of the web chat page (driven by Playwright, no browser download).
-DEBS    := openssh-server sudo git chromium
+# chromium for the browser test of the web chat page (driven by Playwright, no browser download)
+# and an emoji font so that its screenshots show the reactions.
+DEBS    := openssh-server sudo git chromium fonts-noto-color-emoji
 
 .PHONY: run test lint bench system-deps clean
 

@@ -248,10 +248,11 @@ class WebChat:
                 "X-Accel-Buffering": "no",
             }
         )
-        await response.prepare(request)
+        # Listening before the headers go out: a client that has them misses no event.
         queue: asyncio.Queue[JSON | None] = asyncio.Queue(QUEUE_SIZE)
         self.streams.add(queue)
         try:
+            await response.prepare(request)
             await response.write(b"retry: 1000\n\n")
             while (item := await _next(queue)) is not None:
                 line = b": keep-alive\n\n" if not item else _sse(item)
