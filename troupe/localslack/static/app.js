@@ -18,6 +18,12 @@ const EMOJI = {
   clipboard: "📋", gear: "⚙️", robot_face: "🤖", checkered_flag: "🏁",
   double_vertical_bar: "⏸️", pause_button: "⏸️", wave: "👋", heavy_minus_sign: "➖",
   leftwards_arrow_with_hook: "↩️", scroll: "📜", mag: "🔍", bust_in_silhouette: "👤",
+  raised_hand: "✋", point_right: "👉", exclamation: "❗", heavy_exclamation_mark: "❗",
+  grey_exclamation: "❕", grey_question: "❔", no_entry_sign: "🚫", key: "🔑", memo: "📝",
+  package: "📦", bar_chart: "📊", speech_balloon: "💬", arrow_forward: "▶️",
+  arrows_clockwise: "🔃", large_orange_circle: "🟠", ballot_box_with_check: "☑️",
+  hammer_and_wrench: "🛠️", calendar: "📅", busts_in_silhouette: "👥", sparkles: "✨",
+  skull: "💀", ok_hand: "👌", thinking_face: "🤔", clock1: "🕐", timer_clock: "⏲️",
 };
 const QUICK_REACTIONS = ["+1", "white_check_mark", "eyes"];
 
