@@ -26,14 +26,11 @@ which replica started which step when.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -46,9 +43,10 @@ import requests
 import yaml
 from slack_sdk import WebClient
 
+from troupe import procs
 from troupe.chat import retry_handlers
+from troupe.procs import localslack_argv, replica_argv, replica_env, spawn
 
-TROUPE = [sys.executable, "-m", "troupe.cli"]
 CHANNEL = "C0E2EOPS01"
 TEAM = "T0E2E"
 PERSON_ID = "U0E2EALICE"
@@ -57,6 +55,12 @@ PREFIX = "troupe"
 DONE_EMOJI = {"white_check_mark", "x"}
 
 T = TypeVar("T")
+# Process helpers shared with `troupe sandbox` (troupe/procs.py); tests import them from here.
+TROUPE = procs.TROUPE
+free_port = procs.free_port
+terminate = procs.terminate
+stop_process = procs.stop_process
+reap = procs.reap
 
 
 # ---- waiting -------------------------------------------------------------------------------
@@ -80,12 +84,6 @@ def poll(
             detail = f"\n{explain()}" if explain is not None else ""
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{detail}")
         time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tail(path: Path, lines: int = 150) -> str:
@@ -268,10 +266,8 @@ class LocalSlack:
         self._http = requests.Session()
 
     def start(self) -> LocalSlack:
-        argv = [*TROUPE, "localslack", "--workspace", str(self.workspace_file)]
-        argv += ["--port", str(self.port), *self.flags]
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        argv = localslack_argv(self.workspace_file, self.port, self.flags)
+        self.proc = spawn(argv, self.log_path)
         poll(self._up, timeout=20, what="localslack to start", interval=0.1, explain=self.log)
         return self
 
@@ -325,30 +321,6 @@ class LocalSlack:
         response = self._http.post(f"{self.url}/admin/sockets/drop", timeout=10)
         response.raise_for_status()
         return int(response.json()["dropped"])
-
-
-def terminate(proc: subprocess.Popen[bytes]) -> None:
-    """SIGCONT (it may be stopped), then SIGTERM."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGCONT)
-            proc.send_signal(signal.SIGTERM)
-
-
-def stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """Terminate, then SIGKILL if it has not exited after `grace` seconds."""
-    terminate(proc)
-    reap(proc, grace)
-
-
-def reap(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """Wait up to `grace` seconds for a terminated process, then SIGKILL it."""
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait(timeout=10)
 
 
 # ---- a person ----------------------------------------------------------------------------
@@ -535,18 +507,10 @@ class Fleet:
         )
 
     def _spawn(self, replica: Replica) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TROUPE_")}
-        env |= {
-            "TROUPE_BOT_TOKEN": replica.identity.bot_token,
-            "TROUPE_APP_TOKEN": replica.identity.app_token,
-            "E2E_REPLICA": replica.name,
-            "PYTHONUNBUFFERED": "1",
-        }
-        argv = [*TROUPE, "run", "-c", str(self.config_path), "--replica", replica.name]
-        with replica.log_path.open("ab") as log:
-            replica.proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.root
-            )
+        ident = replica.identity
+        env = replica_env(ident.bot_token, ident.app_token, {"E2E_REPLICA": replica.name})
+        argv = replica_argv(self.config_path, replica.name)
+        replica.proc = spawn(argv, replica.log_path, env=env, cwd=self.root)
 
     def _ready(self, replica: Replica) -> bool:
         if not replica.alive():
