@@ -220,6 +220,9 @@ class Deployment:
         hosts = [self.ctx.config.inventory.host(n) for n in names]
         resume = Resume(frozenset(state.batch_hosts), state.previous)
         self._execute(playbook, path.parent, plan, hosts, env, original.variables, resume, target)
+        # Said in the deployment's own thread too: history shows it, and a second rollback
+        # of the same deployment is refused.
+        self.ctx.chat.post(report.reverted_note(self.ts), thread_ts=target)
 
     def _latest_deployment(self) -> str:
         """The newest finished deploy in the channel (not this command)."""
@@ -346,7 +349,7 @@ class Deployment:
 
 
 def _rolled_back(text: str) -> bool:
-    return text.startswith(":white_check_mark: done · rolled back") or "and rolled back in" in text
+    return text.startswith(report.REVERTED_NOTE) or "and rolled back in" in text.split("\n")[0]
 
 
 def _finished(message: dict[str, Any], fleet: set[str]) -> bool:

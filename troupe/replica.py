@@ -244,7 +244,7 @@ class Replica:
 
     def _status(self, command: Command, work: Work) -> str:
         claims = []
-        for ts in sorted(self.chat.pinned()):
+        for ts in sorted(self.chat.pinned() - {work.ts}):
             state = self.claimer.state(ts)
             owner = state.owner
             if owner is not None and state.done is None:

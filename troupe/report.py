@@ -379,6 +379,13 @@ def done_summary(result: RunResult) -> str:
     return f"{result.outcome.value} in {result.duration:.1f}s{hosts}"
 
 
+REVERTED_NOTE = ":rewind: rolled back by"
+
+
+def reverted_note(rollback_ts: str) -> str:
+    return f"{REVERTED_NOTE} `rollback` {rollback_ts}"
+
+
 def history_text(entries: list[tuple[str, str, str, str, str]]) -> str:
     """(ts, user, command, result emoji, result summary) per deployment, newest first."""
     if not entries:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,7 @@ class Harness:
         slow_hosts: int = 4,
         timings: Timings | None = None,
         start: bool = True,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[Fleet, Person]:
         """localslack (its own workspace) and `replicas` replicas named replica-1..N."""
         root = self.workdir / f"fleet{len(self.fleets) + 1}"
@@ -39,7 +41,7 @@ class Harness:
         slack = LocalSlack(root, who.values(), slack_flags)
         self.servers.append(slack)
         slack.start()
-        fleet = Fleet(root, slack, who, ledger_hosts, slow_hosts, timings or Timings())
+        fleet = Fleet(root, slack, who, ledger_hosts, slow_hosts, timings or Timings(), extra)
         self.fleets.append(fleet)
         if start:
             fleet.start()

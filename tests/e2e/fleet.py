@@ -51,6 +51,13 @@ CHANNEL = "C0E2EOPS01"
 TEAM = "T0E2E"
 PERSON_ID = "U0E2EALICE"
 PERSON_TOKEN = "xoxp-e2e-alice"
+# Everyone else in the channel (the ChatOps tests give them roles): name -> (ID, token).
+PEOPLE = {
+    "alice": (PERSON_ID, PERSON_TOKEN),
+    "bob": ("U0E2EBOB", "xoxp-e2e-bob"),
+    "carol": ("U0E2ECAROL", "xoxp-e2e-carol"),
+    "mallory": ("U0E2EMALLORY", "xoxp-e2e-mallory"),
+}
 PREFIX = "troupe"
 DONE_EMOJI = {"white_check_mark", "x"}
 
@@ -122,12 +129,12 @@ def workspace(apps: Iterable[Identity]) -> dict[str, Any]:
     unique = list({a.app_id: a for a in apps}.values())
     return {
         "team": {"id": TEAM, "name": "e2e"},
-        "users": [{"id": PERSON_ID, "name": "alice", "token": PERSON_TOKEN}],
+        "users": [{"id": i, "name": n, "token": t} for n, (i, t) in PEOPLE.items()],
         "channels": [
             {
                 "id": CHANNEL,
                 "name": "ops",
-                "members": [PERSON_ID, *(a.user_id for a in unique)],
+                "members": [*(i for i, _ in PEOPLE.values()), *(a.user_id for a in unique)],
             }
         ],
         "apps": [
@@ -329,14 +336,29 @@ class LocalSlack:
 class Person:
     """Alice in #ops, with a real WebClient that rides out rate limits and injected errors."""
 
-    def __init__(self, api_url: str) -> None:
+    def __init__(self, api_url: str, name: str = "alice") -> None:
         # Troupe's own retry policy, with patience for real rate limits (a person posts
         # many commands in a burst; injected errors have no effect, so a re-post is safe).
         handlers = retry_handlers(patience=100)
-        self.client = WebClient(token=PERSON_TOKEN, base_url=api_url, retry_handlers=handlers)
+        self.user_id, token = PEOPLE[name]
+        self.client = WebClient(token=token, base_url=api_url, retry_handlers=handlers)
+        self.api_url = api_url
 
-    def say(self, text: str) -> str:
-        return str(self.client.chat_postMessage(channel=CHANNEL, text=text)["ts"])
+    def other(self, name: str) -> Person:
+        return Person(self.api_url, name)
+
+    def say(self, text: str, thread_ts: str | None = None) -> str:
+        reply = self.client.chat_postMessage(channel=CHANNEL, text=text, thread_ts=thread_ts)
+        return str(reply["ts"])
+
+    def click(self, ts: str, action_id: str) -> None:
+        """Click a Block Kit button on message `ts` (localslack's stand-in for Slack's UI)."""
+        self.client.api_call(
+            "localslack.click", json={"channel": CHANNEL, "ts": ts, "action_id": action_id}
+        )
+
+    def react(self, ts: str, name: str) -> None:
+        self.client.reactions_add(channel=CHANNEL, timestamp=ts, name=name)
 
     def deploy(self, playbook: str, command_id: str, *args: str) -> str:
         """`troupe deploy PLAYBOOK id=ID ARGS...` (args: `to HOSTS`, `key=value`)."""
@@ -431,7 +453,13 @@ class Fleet:
         ledger_hosts: int = 2,
         slow_hosts: int = 4,
         timings: Timings | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
+        """`extra`: more config sections (merged in), and `playbooks` (name -> text) and
+        `web_hosts` (how many local hosts in group `web`) for the ChatOps tests."""
+        self.extra = dict(extra or {})
+        self.web_hosts = [f"web{i:02d}" for i in range(1, self.extra.pop("web_hosts", 0) + 1)]
+        self.extra_playbooks: dict[str, str] = self.extra.pop("playbooks", {})
         self.root = root
         self.slack = slack
         self.timings = timings or Timings()
@@ -450,7 +478,7 @@ class Fleet:
 
     def _write(self) -> None:
         hosts: dict[str, Any] = {}
-        for name in self.ledger_hosts + self.slow_hosts:
+        for name in self.ledger_hosts + self.slow_hosts + self.web_hosts:
             (self.root / "hosts" / name).mkdir(parents=True)
             root = str(self.root / "hosts" / name)
             hosts[name] = {
@@ -461,7 +489,8 @@ class Fleet:
         config = {
             "inventory": {
                 "hosts": hosts,
-                "groups": {"ledger": self.ledger_hosts, "slow": self.slow_hosts},
+                "groups": {"ledger": self.ledger_hosts, "slow": self.slow_hosts}
+                | ({"web": self.web_hosts} if self.web_hosts else {}),
             },
             "execution": {"forks": 10, "playbooks_dir": "playbooks"},
             "slack": {
@@ -478,11 +507,14 @@ class Fleet:
                 },
             },
         }
+        config |= self.extra
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         playbooks = self.root / "playbooks"
         playbooks.mkdir()
         (playbooks / "ledger.yaml").write_text(LEDGER_PLAYBOOK)
         (playbooks / "slow.yaml").write_text(SLOW_PLAYBOOK)
+        for name, text in self.extra_playbooks.items():
+            (playbooks / f"{name}.yaml").write_text(text)
 
     # ---- processes ----
 
@@ -510,6 +542,8 @@ class Fleet:
         ident = replica.identity
         env = replica_env(ident.bot_token, ident.app_token, {"E2E_REPLICA": replica.name})
         argv = replica_argv(self.config_path, replica.name)
+        # The replica itself, not its supervisor: tests kill and stop the process they see.
+        argv.append("--no-supervisor")
         replica.proc = spawn(argv, replica.log_path, env=env, cwd=self.root)
 
     def _ready(self, replica: Replica) -> bool:
