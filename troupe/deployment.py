@@ -349,7 +349,10 @@ class Deployment:
 
 
 def _rolled_back(text: str) -> bool:
-    return text.startswith(report.REVERTED_NOTE) or "and rolled back in" in text.split("\n")[0]
+    return (
+        text.startswith(report.REVERTED_NOTE)
+        or "and rolled back in" in text.split("\n", maxsplit=1)[0]
+    )
 
 
 def _finished(message: dict[str, Any], fleet: set[str]) -> bool:

@@ -314,7 +314,9 @@ def test_a_20_host_rollout_stays_within_its_message_budget(e2e: Harness) -> None
     assert len(thread.replies) <= MESSAGE_BUDGET + batches, thread.dump()
     # Edits: the progress message at most once per progress_interval, plus heartbeats.
     assert updates <= 40, updates
-    progress = next((t for t in thread.texts() if t.startswith(":rocket: *deploy rolling*")), thread.dump())
+    progress = next(
+        (t for t in thread.texts() if t.startswith(":rocket: *deploy rolling*")), thread.dump()
+    )
     assert "succeeded" in progress and "20 ok" in progress, progress
     assert all(f"✓ {h}" in progress for h in fleet.web_hosts), progress
     assert versions(fleet) == dict.fromkeys(fleet.web_hosts, "5.0.0")
