@@ -349,10 +349,9 @@ class Deployment:
 
 
 def _rolled_back(text: str) -> bool:
-    return (
-        text.startswith(report.REVERTED_NOTE)
-        or "and rolled back in" in text.split("\n", maxsplit=1)[0]
-    )
+    """A record that the deployment was undone: by a `rollback`, or by itself on failure."""
+    first_line = text.split("\n", maxsplit=1)[0]
+    return first_line.startswith(report.REVERTED_NOTE) or "and rolled back in" in first_line
 
 
 def _finished(message: dict[str, Any], fleet: set[str]) -> bool:
