@@ -26,11 +26,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from troupe import metrics
+from troupe.errors import TroupeError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8390  # what the Dockerfile, compose and the systemd units use
 STALL_GRACE = 5.0  # seconds on top of three sweep intervals before a quiet loop is stalled
+
+
+class HealthServerError(TroupeError):
+    """The health endpoint could not listen (port in use, address not on this machine)."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,13 @@ class HealthServer(ThreadingHTTPServer):
         vitals: Callable[[], Vitals],
         clock: Callable[[], float],
     ) -> None:
-        super().__init__((host, port), _Handler)
+        try:
+            super().__init__((host, port), _Handler)
+        except OSError as exc:
+            where = f"{host}:{port}"
+            raise HealthServerError(
+                f"cannot serve health checks on {where}: {exc.strerror}"
+            ) from exc
         self.host = host
         self.vitals = vitals
         self.clock = clock

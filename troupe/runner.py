@@ -66,11 +66,15 @@ def run(config_path: Path, name: str | None, health_port: int | None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop.set())
+    # Listening before connecting: a port in use is reported at once, and /healthz says
+    # "not connected" (503) until the event delivery is up.
+    delivery: list[Callable[[], bool]] = []
+    _serve_health(replica, lambda: bool(delivery) and delivery[0]())
     close, connected = _connect(
         replica, secrets.app_token.get_secret_value() if secrets.app_token else ""
     )
+    delivery.append(connected)
     replica.start()
-    _serve_health(replica, connected)
     log.info(
         "%s ready in %s (fleet: %s)", replica.name, config.slack.channel, sorted(replica.fleet)
     )

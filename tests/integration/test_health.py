@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 import shlex
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from tests.e2e.fleet import (
 )
 from tests.integration.test_deploy_assets import dockerfile_healthcheck
 from troupe import __version__
+from troupe.health import HealthServer, HealthServerError, Vitals
 
 pytestmark = pytest.mark.integration
 
@@ -165,3 +168,35 @@ def test_replica_without_slack_turns_unhealthy(single: Single) -> None:
     assert body["connected"] is False
     assert "not connected to Slack" in body["reason"]
     assert body["replica"] == "replica-1"
+
+
+def test_a_health_port_in_use_is_a_clear_error() -> None:
+    """The runner binds before it connects: a taken port is one clear line, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(HealthServerError, match=f"on 127.0.0.1:{port}: Address already in use"):
+            HealthServer("127.0.0.1", port, lambda: Vitals("r", "v", True, 0.0, 1.0), time.time)
+
+
+def test_health_server_answers_while_starting_and_404_elsewhere() -> None:
+    """Until the replica is connected, /healthz says so (503); unknown paths are 404."""
+    vitals = Vitals("replica-x", __version__, False, time.time(), 15.0)
+    server = HealthServer("127.0.0.1", 0, lambda: vitals, time.time).start()
+    try:
+        response = requests.get(server.url + "/healthz", timeout=5)
+        assert response.status_code == 503
+        assert response.json()["reason"] == "not connected to Slack"
+        assert response.headers["Content-Type"] == "application/json"
+        assert requests.get(server.url + "/nope", timeout=5).status_code == 404
+        probe = subprocess.run(
+            [sys.executable, "-m", "troupe.health", server.url + "/healthz"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert probe.returncode == 1, "the HEALTHCHECK must fail on 503"
+        assert "HTTP 503" in probe.stderr
+    finally:
+        server.close()
