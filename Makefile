@@ -25,8 +25,9 @@ system-deps:
 	  else echo "warning: missing Debian packages ($$missing); run as root or install them"; fi; \
 	fi
 
+# The sandbox: localslack and its web chat page, three replicas, a fleet; Ctrl-C stops it all.
 run: $(STAMP)
-	$(BIN)/troupe localslack
+	$(BIN)/troupe sandbox
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
