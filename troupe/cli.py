@@ -40,6 +40,7 @@ class LazyGroup(click.Group):
         "localslack": "troupe.localslack.cli:localslack",
         "run": "troupe.runner:run",
         "sandbox": "troupe.sandbox:sandbox",
+        "self-update": "troupe.selfupdate:command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -53,7 +53,12 @@ class _QuietHandler(WSGIRequestHandler):
     default=None,
     help="Serve /healthz and /metrics on this port (default: health.port; 0: a free port).",
 )
-def run(config_path: Path, name: str | None, health_port: int | None) -> None:
+@click.option(
+    "--no-supervisor",
+    is_flag=True,
+    help="Run the replica in this process: no restarts, no self-update (docs/self-update.md).",
+)
+def run(config_path: Path, name: str | None, health_port: int | None, no_supervisor: bool) -> None:
     """Run one replica: take commands from the Slack channel and deploy."""
     logging.getLogger().setLevel(logging.INFO)
     for noisy in ("slack_sdk", "slack_bolt"):  # their retries are ours to report, briefly
@@ -62,6 +67,10 @@ def run(config_path: Path, name: str | None, health_port: int | None) -> None:
     if health_port is not None:
         config = with_health_port(config, health_port)
     secrets = load_secrets(config.slack.delivery)
+    if not no_supervisor:  # the replica runs as our child, restarted and updated on probation
+        from troupe.supervisor import setup_for, supervise  # noqa: PLC0415 - only when used
+
+        sys.exit(supervise(setup_for(config, config_path, name or _hostname(), health_port)))
     replica = Replica(config, secrets, name or _hostname(), config_path.resolve().parent)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

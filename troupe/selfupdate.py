@@ -500,6 +500,18 @@ def check_healthy(path: Path) -> str:
     return f"{state.replica} is healthy on {checkout.version_at(checkout.head).label}"
 
 
+def version_before(path: Path, ref: str) -> str:
+    """The version the replica ran before it was switched to `ref`, if it was (a replica
+    taking the command over captures this again after the switch); else the current one."""
+    checkout = Checkout(path)
+    verdict = read_verdict(checkout.path)
+    with contextlib.suppress(UnknownRef):
+        target = checkout.resolve(ref)
+        if verdict is not None and verdict.target == target == checkout.head:
+            return checkout.version_at(verdict.previous).label
+    return describe(checkout.path).label
+
+
 def _who(state: SupervisorState | None) -> str:
     return f"{state.replica}: " if state is not None else ""
 
@@ -549,7 +561,11 @@ def _same(a: str | None, b: Path) -> bool:
 @click.option("--force", is_flag=True, help="Switch even to a non-descendant, or retry a revert.")
 @click.option("--wait/--no-wait", default=True, help="Wait for the probation verdict.")
 @click.option("--timeout", type=float, default=None, help="Seconds to wait for the verdict.")
-@click.option("--current", is_flag=True, help="Print the checkout's version and exit.")
+@click.option(
+    "--current",
+    is_flag=True,
+    help="Print the checkout's version (with REF: the one before it was updated to REF).",
+)
 @click.option(
     "--healthy", "healthy", is_flag=True, help="Exit 0 if the replica runs the checkout, healthy."
 )
@@ -571,7 +587,7 @@ def command(
     could not be switched, 2 on bad input."""
     where = (checkout or checkout_of_this_process()).resolve()
     if current:
-        click.echo(describe(where).label)
+        click.echo(version_before(where, ref) if ref else describe(where).label)
         return
     if healthy:
         click.echo(check_healthy(where))
