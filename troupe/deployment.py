@@ -129,7 +129,7 @@ class Deployment:
 
     def _deploy(self) -> None:
         command = self.command
-        playbook, path = self._playbook(command.playbook or "")
+        playbook, path = self._playbook(_playbook_of(command))
         env = command.target or playbook.hosts
         self.playbook, self.env = playbook.name, env
         action = "self-update" if command.verb == "self-update" else "deploy"
@@ -260,7 +260,7 @@ class Deployment:
             playbook,
             plan,
             hosts,
-            self.command.variables if variables is None else variables,
+            _variables_of(self.command) if variables is None else variables,
             connect,
             self.hooks,
             files_dir=files_dir,
@@ -346,6 +346,19 @@ class Deployment:
             closed = report.approval_closed_text(request.reason, verdict)
             self.ctx.chat.update(pending.ts, closed, blocks=[])
         return pending.decision is not None and pending.decision.verb == "approve"
+
+
+SELF_UPDATE = "self-update"  # the playbook `@troupe self-update [ref]` runs
+
+
+def _playbook_of(command: Command) -> str:
+    return SELF_UPDATE if command.verb == "self-update" else command.playbook or ""
+
+
+def _variables_of(command: Command) -> dict[str, str]:
+    if command.verb == "self-update":
+        return {"ref": command.ref} if command.ref else {}
+    return command.variables
 
 
 def _rolled_back(text: str) -> bool:

@@ -68,6 +68,7 @@ class Replica:
         self.busy_with: str | None = None
         self._current: Deployment | None = None
         self.pokes: dict[str, threading.Event] = {}  # button clicks wake a waiting deployment
+        self._answerer = ThreadPoolExecutor(1, thread_name_prefix="troupe-roll-call")
         self._queued: set[str] = set()
         self._answered: set[str] = set()
         self._latest_reply: dict[str, str | None] = {}
@@ -127,7 +128,12 @@ class Replica:
             if message["ts"] in self._queued:
                 return
             self._queued.add(message["ts"])
-        self.queue.put(Work(message["ts"], text, str(message.get("user", ""))))
+        work = Work(message["ts"], text, str(message.get("user", "")))
+        if _verb(text) in ("roll call", "census"):
+            # Every replica answers these, busy or not: not from the worker, which may be
+            # in the middle of a deploy.
+            self._answerer.submit(self._answer_roll_call_quietly, work.ts)
+        self.queue.put(work)
 
     def _command_part(self, text: str) -> str | None:
         for bot in sorted(self.fleet):
@@ -207,8 +213,6 @@ class Replica:
             self._claimed_reply(work, lambda: report.refused_text(problem), ok=False)
             return
         verb = command.verb
-        if verb in ("roll call", "census"):
-            self._answer_roll_call(work.ts)
         if verb in _RUNS:
             self._run_claimed(work, command)
         elif verb in _ANSWERS:
@@ -227,6 +231,14 @@ class Replica:
             text, ok = report.refused_text(str(exc)), False
         self.chat.post(text, thread_ts=work.ts)
         self.claimer.finish(claim, ok)
+
+    def _answer_roll_call_quietly(self, ts: str) -> None:
+        try:
+            self._answer_roll_call(ts)
+        except TroupeError as exc:
+            log.warning("roll call %s: %s", ts, exc)
+        except Exception:
+            log.exception("roll call %s failed unexpectedly", ts)
 
     def _answer_roll_call(self, ts: str) -> None:
         if ts in self._answered:
@@ -411,6 +423,13 @@ def _done_line(thread: list[dict[str, Any]], fleet: set[str]) -> str:
         if message.get("user") in fleet and text.startswith((":white_check_mark: ", ":x: ")):
             return text.split("\n", 1)[0].split(" · ", 1)[-1]
     return ""
+
+
+def _verb(text: str) -> str | None:
+    try:
+        return parse(text).verb
+    except ParseError:
+        return None
 
 
 _RUNS = ("deploy", "plan", "rollback", "self-update")

@@ -193,6 +193,12 @@ def test_canary_approval_by_role_with_two_person_rule_then_history_and_rollback(
     approval = approval_message(fleet, ts)
     assert sorted(versions(fleet).values()) == ["2.0.0", "none", "none", "none"]
 
+    # Meanwhile the census sees the mixed fleet, and both replicas (one of them busy).
+    census = alice.say("troupe census")
+    text = answer(fleet, census, r"\*Census\*")
+    assert "hosts: :warning: *mixed*: 2 versions" in text, text
+    assert "replica-1" in text and "replica-2" in text, text
+
     alice.click(approval["ts"], "approve")  # the requester: two-person rule
     answer(fleet, ts, r"asked for this deployment; someone else must approve")
     mallory.click(approval["ts"], "approve")  # no role
@@ -320,4 +326,25 @@ def test_a_20_host_rollout_stays_within_its_message_budget(e2e: Harness) -> None
     assert "succeeded" in progress and "20 ok" in progress, progress
     assert all(f"✓ {h}" in progress for h in fleet.web_hosts), progress
     assert versions(fleet) == dict.fromkeys(fleet.web_hosts, "5.0.0")
+    fleet.wait_no_pins()
+
+
+@pytest.mark.timeout(120)
+def test_plan_posts_the_plan_and_runs_on_an_authorized_thumbs_up(e2e: Harness) -> None:
+    fleet, alice = chatops_fleet(e2e, hosts=3)
+    bob = alice.other("bob")
+    ts = alice.say("troupe plan rolling version=6.0.0")
+    approval = approval_message(fleet, ts)
+    assert "Plan: rolling (rolling) on 3 hosts" in approval["text"], approval["text"]
+    assert [e["action_id"] for e in approval["blocks"][1]["elements"]] == ["approve", "abort"]
+    time.sleep(1)
+    assert versions(fleet) == dict.fromkeys(fleet.web_hosts, "none")  # a plan runs nothing yet
+
+    bob.react(approval["ts"], "+1")
+    thread = done(fleet, ts)
+    assert "white_check_mark" in reaction(thread), thread.dump()
+    assert versions(fleet) == dict.fromkeys(fleet.web_hosts, "6.0.0")
+    closed = next(m for m in fleet.slack.thread(ts).replies if m["ts"] == approval["ts"])
+    assert f"approve by <@{bob.user_id}> (reaction)" in closed["text"], closed
+    assert not closed.get("blocks"), closed  # the buttons are gone
     fleet.wait_no_pins()
