@@ -91,7 +91,7 @@ class ComposeAsProcesses:
 
     def loopback(self, arg: str) -> str:
         """A container's view of the network and files -> this machine's."""
-        arg = arg.replace("localslack:8310", f"127.0.0.1:{self.slack_port}")
+        arg = arg.replace("//localslack:8310/", f"//127.0.0.1:{self.slack_port}/")
         if arg.startswith(str(IN_IMAGE)):
             return str(self.srv / Path(arg).relative_to(IN_IMAGE))
         return arg
@@ -171,6 +171,23 @@ class ComposeAsProcesses:
             return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
         return False
 
+    def healthchecks(self) -> dict[str, list[str]]:
+        """Each running service's health check: its compose `healthcheck`, else the
+        image's HEALTHCHECK (with the port that service serves on here)."""
+        image_check, image_port = dockerfile_healthcheck()
+        out = {}
+        for name in self.services:
+            spec = self.services_spec[name].get("healthcheck")
+            if spec is not None:
+                assert spec["test"][0] == "CMD"
+                argv = [self.loopback(a) for a in spec["test"][1:]]
+            else:
+                port = self.health_ports[name]
+                argv = [a.replace(f":{image_port}/", f":{port}/") for a in image_check]
+            assert argv[0] == "python"
+            out[name] = [sys.executable, *argv[1:]]
+        return out
+
     def down(self) -> None:
         for service in reversed(list(self.services.values())):
             if service.proc is not None:
@@ -244,10 +261,6 @@ def test_a_deploy_through_the_compose_topology(topology: ComposeAsProcesses) -> 
         with urllib.request.urlopen(url, timeout=5) as response:
             assert response.read().decode().strip() == f"ok {VERSION}"
 
-    command, port = dockerfile_healthcheck()
-    for name, health_port in topology.health_ports.items():
-        argv = [a.replace(f":{port}/", f":{health_port}/") for a in command]
-        probe = subprocess.run(
-            [sys.executable, *argv[1:]], capture_output=True, text=True, timeout=30
-        )
+    for name, argv in topology.healthchecks().items():
+        probe = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         assert probe.returncode == 0, f"{name}: {probe.stdout}{probe.stderr}"

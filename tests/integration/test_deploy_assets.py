@@ -181,9 +181,10 @@ def test_compose_topology() -> None:
     assert services["ssh-keys"]["build"] == "./deploy/target-host"
     for name in targets:
         assert services[name]["image"] == services["ssh-keys"]["image"]
+        assert services[name]["build"] == services["ssh-keys"]["build"]
     for name in replicas:
         service = services[name]
-        assert _troupe_image(service)
+        assert _troupe_image(service) and service["build"] == "."
         command = troupe_command(service)
         assert command[command.index("--replica") + 1] == name
         assert "healthcheck" not in service, "the image's HEALTHCHECK (/healthz) applies"
