@@ -13,14 +13,28 @@ from troupe.planner import make_plan
 from troupe.playbooks import load_playbook
 from troupe.progress import (
     BatchDone,
+    BatchStarted,
+    Board,
+    HostDone,
     HostOutcome,
     HostRolledBack,
     HostState,
+    RollbackStarted,
     RunOutcome,
     RunResult,
     StepDone,
 )
-from troupe.report import event_line, plan_text, result_text
+from troupe.report import (
+    approval_blocks,
+    approval_text,
+    census_text,
+    event_line,
+    history_text,
+    plan_text,
+    progress_text,
+    progress_title,
+    result_text,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOTS = ROOT / "tests" / "snapshots"
@@ -72,3 +86,66 @@ def test_event_lines() -> None:
         "batch 2 done: 1 ok, 1 failed: web04",
         "  web04: ROLLBACK FAILED (switch back: exit 1)",
     ]
+
+
+# ---- chat texts: the progress message, approvals, census, history -------------------------
+
+
+def test_progress_grid_follows_the_events() -> None:
+    board = Board.of(tuple(f"web{i:02d}" for i in range(1, 7)), batches=2)
+    title = progress_title("deploy", "rolling-update", "troupe-a")
+    board.apply(BatchStarted(1, ("web01", "web02", "web03")))
+    board.apply(HostDone("web01", HostState.OK))
+    board.apply(HostDone("web02", HostState.FAILED, "exit 1"))
+    matches_snapshot("progress-running.txt", progress_text(title, board))
+    board.apply(RollbackStarted(("web01", "web02"), "1 of 3 hosts failed"))
+    board.apply(HostRolledBack("web01", True))
+    board.apply(HostRolledBack("web02", False, "restore: exit 2"))
+    assert board.counts() == {
+        HostState.ROLLED_BACK: 1,
+        HostState.ROLLBACK_FAILED: 1,
+        HostState.RUNNING: 1,
+        HostState.PENDING: 3,
+    }
+    matches_snapshot(
+        "progress-finished.txt", progress_text(title, board, "failed; rollback incomplete")
+    )
+
+
+def test_approval_message_has_two_buttons_carrying_the_command() -> None:
+    text = approval_text("approval step", ("approvers",), 1800)
+    assert text.startswith(":raised_hand: *Approval needed* by someone with role approvers")
+    assert "Aborts by itself in 30m" in text
+    blocks = approval_blocks(text, "1800000000.000100")
+    buttons = blocks[1]["elements"]
+    assert [(b["action_id"], b["style"], b["value"]) for b in buttons] == [
+        ("approve", "primary", "1800000000.000100"),
+        ("abort", "danger", "1800000000.000100"),
+    ]
+
+
+def test_census_flags_a_mixed_fleet() -> None:
+    mixed = census_text({"web01": "2.0.0", "web02": "1.9.0"}, {"a": "0.2.0 · abc1234"})
+    matches_snapshot("census-mixed.txt", mixed)
+    assert "set `chatops.census_command`" in census_text(None, {})
+
+
+def test_history_lists_newest_first_with_how_to_roll_back() -> None:
+    entries = [
+        (
+            "1800000100.000100",
+            "U0ALICE",
+            "deploy canary version=2.0.0",
+            ":x:",
+            "failed and rolled back in 3.0s",
+        ),
+        (
+            "1800000000.000100",
+            "U0BOB",
+            "deploy rolling version=1.0.0",
+            ":white_check_mark:",
+            "succeeded in 9.1s",
+        ),
+    ]
+    matches_snapshot("history.txt", history_text(entries))
+    assert history_text([]) == "No deployments in this channel yet."
