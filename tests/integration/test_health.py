@@ -142,6 +142,8 @@ def test_healthy_replica_reports_ok_and_counts_what_it_did(single: Single) -> No
     assert _sample(text, "troupe_rate_limit_waits_total", method="conversations.replies") == 1
     assert _sample(text, "troupe_rate_limit_wait_seconds_total") > 0
     assert _sample(text, "troupe_takeovers_total") == 0
+    assert _sample(text, "troupe_commands_claimed_total", verb="deploy") == 1
+    assert _sample(text, "troupe_deploy_seconds_count", outcome="succeeded") == 1
 
 
 def test_dockerfile_healthcheck_passes_against_a_running_replica(single: Single) -> None:
