@@ -5,8 +5,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 # Debian packages the tests need: sshd and sudo for the loopback SSH fleet, git for self-update,
 # chromium for the browser test of the web chat page (driven by Playwright, no browser download)
-# and an emoji font so that its screenshots show the reactions.
-DEBS    := openssh-server sudo git chromium fonts-noto-color-emoji
+# and an emoji font so that its screenshots show the reactions; systemd for systemd-analyze,
+# which verifies deploy/systemd/troupe@.service.
+DEBS    := openssh-server sudo git chromium fonts-noto-color-emoji systemd
 
 .PHONY: run test lint bench system-deps clean
 
