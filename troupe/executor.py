@@ -390,8 +390,11 @@ class Executor:
         self.hooks.on_event(Paused(pause.seconds))
         if pause.seconds is None:
             self._ask(ApprovalNeeded("paused until approved"))
-        elif self.hooks.stop.wait(pause.seconds):
-            raise _Stop(RunOutcome.INTERRUPTED, "interrupted during a pause")
+        else:
+            deadline = time.monotonic() + pause.seconds
+            while (left := deadline - time.monotonic()) > 0:
+                self.hooks.stop.wait(min(left, 0.2))  # abort, too, ends a pause early
+                self._check_stop()
 
     def _ask(self, request: ApprovalNeeded) -> None:
         self.hooks.on_event(request)

@@ -10,7 +10,7 @@ import pytest
 from tests.unit.test_planner import hosts
 from troupe.errors import TroupeError
 from troupe.executor import Executor, Hooks, Resume
-from troupe.planner import make_plan
+from troupe.planner import Batch, Plan, make_plan
 from troupe.playbooks import Playbook
 from troupe.progress import (
     ApprovalNeeded,
@@ -18,6 +18,7 @@ from troupe.progress import (
     BatchStarted,
     Event,
     HostState,
+    Paused,
     RollbackStarted,
     RunOutcome,
     RunResult,
@@ -260,3 +261,47 @@ def test_a_batch_stopped_midway_is_not_reported_done() -> None:
     assert result.hosts["h01"].state == HostState.INTERRUPTED
     assert not [e for e in events if isinstance(e, BatchDone)]  # nothing to journal
     assert result.batches_done == []
+
+
+def test_abort_during_a_pause_rolls_back_at_once() -> None:
+    hooks = Hooks()
+
+    def abort_when_paused(event: Event) -> None:
+        if isinstance(event, Paused):
+            hooks.aborted_by = "aborted by <@U0BOB>"
+            hooks.abort.set()
+
+    book = {**BOOK, "strategy": {"canary": {"steps": [{"hosts": 1}, {"pause": "1h"}]}}}
+    result, log, _ = run(
+        book,
+        [Rule("cat /srv/version", stdout="1.0\n")],
+        n=3,
+        hooks={"on_event": abort_when_paused, "abort": hooks.abort},
+    )
+    assert result.outcome == RunOutcome.ABORTED, result.reason
+    assert result.in_state(HostState.ROLLED_BACK) == ["h01"]
+    assert result.in_state(HostState.PENDING) == ["h02", "h03"]
+    assert commands(log, "h01")[-1] == "switch 1.0"
+
+
+def test_revert_rolls_back_exactly_the_journaled_hosts_newest_batch_first() -> None:
+    playbook = Playbook.model_validate(rolling(serial=1))
+    fleet = hosts(4)
+    plan = Plan(
+        "deploy", "rollback", ("h03", "h01"), (Batch(1, ("h01",), 1), Batch(2, ("h03",), 1))
+    )
+    log: list[tuple[str, str]] = []
+    previous = {"h01": {"was": "1.0"}, "h03": {"was": "0.9"}}
+    result = Executor(
+        playbook,
+        plan,
+        [fleet[0], fleet[2]],
+        {"version": "2.0"},
+        scripted([], log),
+        Hooks(),
+        resume=Resume(frozenset({1, 2}), previous),
+        forks=1,
+    ).revert("rollback of deployment 1.0001")
+    assert result.outcome == RunOutcome.REVERTED and result.outcome.exit_code == 0
+    assert [c for _, c in log if c != "close"] == ["switch 0.9", "switch 1.0"]
+    assert sorted(result.in_state(HostState.ROLLED_BACK)) == ["h01", "h03"]
