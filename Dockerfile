@@ -33,4 +33,5 @@ EXPOSE 8390
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-m", "troupe.health", "http://127.0.0.1:8390/healthz"]
 ENTRYPOINT ["troupe"]
-CMD ["run", "-c", "/srv/troupe/troupe.yaml"]
+# Docker restarts the container and upgrades replace the image: no supervisor inside.
+CMD ["run", "--no-supervisor", "-c", "/srv/troupe/troupe.yaml"]

@@ -96,6 +96,10 @@ def test_dockerfile_is_slim_non_root_and_checks_health() -> None:
 
     entrypoint = [args for kind, args in final if kind == "ENTRYPOINT"]
     assert entrypoint and _exec_form(entrypoint[-1]) == ["troupe"]
+    cmd = [args for kind, args in final if kind == "CMD"]
+    assert cmd and _exec_form(cmd[-1])[:2] == ["run", "--no-supervisor"]
+    done = _troupe(*_exec_form(cmd[-1]), "--help")
+    assert done.returncode == 0, done.stderr
 
     command, port = dockerfile_healthcheck()
     assert command[:3] == ["python", "-m", "troupe.health"]
@@ -188,6 +192,8 @@ def test_compose_topology() -> None:
         command = troupe_command(service)
         assert command[command.index("--replica") + 1] == name
         assert "healthcheck" not in service, "the image's HEALTHCHECK (/healthz) applies"
+        # The image has no git checkout for a supervisor to switch: Docker restarts.
+        assert command[:3] == ["troupe", "run", "--no-supervisor"]
         assert set(service["environment"]) == {"TROUPE_BOT_TOKEN", "TROUPE_APP_TOKEN"}
 
 
