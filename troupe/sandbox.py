@@ -165,9 +165,9 @@ class Sandbox:
 
     def start(self) -> None:
         procs.become_subreaper()
-        hosts = self._hosts()
         self._playbooks()
-        self._start_localslack()
+        self._start_localslack()  # first: a port in use is the likeliest problem
+        hosts = self._hosts()
         config = self.dir / "troupe.yaml"
         config.write_text(
             yaml.safe_dump(
@@ -377,7 +377,11 @@ def _wait_localslack(child: Child) -> str:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if child.proc.poll() is not None:
-            raise SandboxError(f"localslack could not start:\n{_tail(child.log, 20)}")
+            said = _tail(child.log, 20)
+            hint = "\n(another port: --port N, or --port 0 for a free one)"
+            raise SandboxError(
+                f"localslack could not start:\n{said}" + (hint if "cannot listen" in said else "")
+            )
         for line in _tail(child.log, 50).splitlines():
             if line.startswith(port_line) and " on http://" in line:
                 url = line.rsplit(" on ", 1)[1].strip()
