@@ -253,6 +253,24 @@ def test_target_host_scripts(tmp_path: Path) -> None:
     assert not list((ROOT / "deploy").rglob("id_*")), "no key pair in the repository"
 
 
+def test_target_host_image_serves_ssh_with_what_the_playbooks_need() -> None:
+    context = ROOT / "deploy" / "target-host"
+    instructions = dockerfile_instructions(context / "Dockerfile")
+    assert instructions[0][0] == "FROM" and "slim" in instructions[0][1]
+    runs = " ".join(args for kind, args in instructions if kind == "RUN")
+    for package in ("openssh-server", "sudo", "python3"):  # sshd; sudo: tasks; the demo app
+        assert package in runs, package
+    assert "rm -f /etc/ssh/ssh_host_*" in runs, "no host key baked into the image"
+    for kind, args in instructions:
+        if kind == "COPY":
+            for source in args.split()[:-1]:
+                assert (context / source).is_file(), source
+    entrypoint = [_exec_form(args) for kind, args in instructions if kind == "ENTRYPOINT"]
+    assert entrypoint == [["/usr/local/bin/entrypoint.sh"]]
+    keys = compose()["services"]["ssh-keys"]["entrypoint"]
+    assert keys == ["/usr/local/bin/make-keys.sh"]
+
+
 def _troupe(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*TROUPE, *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
 
