@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from troupe.localslack.webchat import ClaimRecord, claim_records, lease_left, owner, roll_call
+from troupe.localslack.store import Message, Store
+from troupe.localslack.webchat import (
+    ClaimRecord,
+    claim_records,
+    lease_left,
+    owner,
+    recent,
+    roll_call,
+)
 from troupe.sandbox import HostEntry, replica_names, sandbox_config, sandbox_workspace
 
 LEASE = "2026-11-28T12:00:00.000Z"
@@ -66,3 +74,18 @@ def test_sandbox_config_names_the_fleet_and_every_host() -> None:
     assert config["inventory"]["defaults"] == {"user": "u"}
     assert config["slack"]["fleet"] == ["U0TROUPEA", "U0TROUPEB"]
     assert config["slack"]["prefix"] == "troupe"
+
+
+def test_the_page_gets_the_newest_messages_with_their_whole_threads() -> None:
+    clock = iter(float(1_000_000_000 + i) for i in range(100))
+    store = Store(sandbox_workspace(1, shared_app=False), lambda: next(clock))
+    state = store.channel("C0OPS00001")
+    tops = [store.post(state, Message("", "U0ALICE", f"m{i}")).ts for i in range(5)]
+    store.post(state, Message("", "U0TROUPEA", "reply to m1", thread_ts=tops[1]))
+    store.post(state, Message("", "U0TROUPEA", "reply to m3", thread_ts=tops[3]))
+
+    shown, older = recent(state, 3)
+    assert [m.text for m in shown] == ["m2", "m3", "m4", "reply to m3"]
+    assert older == 2
+    everything, none = recent(state, 300)
+    assert len(everything) == 7 and none == 0

@@ -5,7 +5,8 @@ Routes::
     GET /                    the page (static/index.html; script and style from /static/)
     GET /static/{name}       app.js, style.css
     GET /web/workspace       team, people (with their user tokens), bots, channels
-    GET /web/channel?channel=C…   every message and reply of a channel, with pins
+    GET /web/channel?channel=C…   the newest 300 messages of a channel with their threads,
+                             and its pins
     GET /web/fleet           apps (open Socket Mode connections), replicas (roll call
                              answers: version, idle/busy) and claims (pinned commands and
                              the claim records in their threads)
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
 KEEPALIVE_SECONDS = 15.0
+PAGE_MESSAGES = 300  # top-level messages the page shows (with their threads)
 QUEUE_SIZE = 1000  # events a slow page may lag behind before it is told to reload all
 HEADERS = {
     "Content-Security-Policy": (
@@ -97,6 +99,15 @@ def lease_left(until: str, now: float) -> float | None:
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
     return stamp.timestamp() - now
+
+
+def recent(state: ChannelState, limit: int) -> tuple[list[Message], int]:
+    """The newest `limit` top-level messages with their threads, oldest first, and how
+    many older top-level messages were left out (the page re-reads this on every event)."""
+    parents = [m for m in state.messages.values() if not m.is_reply]
+    keep = {m.ts for m in parents[-limit:]}
+    shown = [m for m in state.messages.values() if m.ts in keep or m.thread_ts in keep]
+    return shown, max(0, len(parents) - limit)
 
 
 def roll_call(text: str) -> dict[str, str] | None:
@@ -164,8 +175,9 @@ class WebChat:
         state = self.store.channels.get(request.query.get("channel", ""))
         if state is None:
             return _json({"ok": False, "error": "channel_not_found"}, status=404)
-        messages = [self._message(state, m) for m in state.messages.values()]
-        return _json({"ok": True, "channel": state.info.id, "messages": messages})
+        shown, older = recent(state, PAGE_MESSAGES)
+        messages = [self._message(state, m) for m in shown]
+        return _json({"ok": True, "channel": state.info.id, "messages": messages, "older": older})
 
     def _message(self, state: ChannelState, msg: Message) -> JSON:
         out = self.store.render(state, msg)

@@ -385,6 +385,7 @@ async function refreshChannel() {
   const view = await getJSON(`/web/channel?channel=${encodeURIComponent(state.channel)}`);
   if (view.channel !== state.channel) return;
   state.messages = view.messages;
+  $("older").textContent = view.older ? `${view.older} older messages are not shown.` : "";
   render();
 }
 
