@@ -282,6 +282,15 @@ def test_blocks_buttons_reactions_and_posting_as_a_chosen_person(
             bot.reactions_add(channel=OPS, timestamp=ts, name="white_check_mark")
             page.locator("#messages [data-reaction='white_check_mark']").wait_for()
             screenshot(page, "webchat-blocks")
+
+            # A reply from the thread's box (keyboard only), then Escape closes the thread.
+            page.get_by_label("Reply in the thread").fill("looks good")
+            page.keyboard.press("Enter")
+            thread.locator("li.message", has_text="looks good").wait_for()
+            replies = bot.conversations_replies(channel=OPS, ts=ts)["messages"]
+            assert [(m["user"], m["text"]) for m in replies[-1:]] == [("U0BOB", "looks good")]
+            page.keyboard.press("Escape")
+            page.locator("#thread").wait_for(state="hidden")
     finally:
         inbox.close()
 
