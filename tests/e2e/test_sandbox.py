@@ -66,3 +66,27 @@ def test_ctrl_c_stops_everything_the_sandbox_started_and_nothing_else(
         assert sentinel.poll() is None, "the sandbox stopped a process it did not start"
     finally:
         box.close()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--shared-app", "--replicas", "11"], "--shared-app allows at most 10 replicas"),
+        (["--dir", "{full}"], "is not empty; the sandbox needs an empty or new directory"),
+        (["--replicas", "0"], "Invalid value for '--replicas'"),
+    ],
+    ids=["shared-app-limit", "dir-not-empty", "no-replicas"],
+)
+def test_bad_options_are_refused_with_a_clear_message_before_anything_starts(
+    tmp_path: Path, flags: list[str], message: str
+) -> None:
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "something").write_text("mine\n")
+    argv = [*procs.TROUPE, "sandbox", *(f.format(full=full) for f in flags)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done
+    assert message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "starting the sandbox" not in done.stdout
+    assert (full / "something").read_text() == "mine\n"
