@@ -330,6 +330,10 @@ def test_systemd_references_are_valid() -> None:
     assert {"TROUPE_BOT_TOKEN", "TROUPE_APP_TOKEN", "TROUPE_SIGNING_SECRET"} <= set(env)
     assert all("REPLACE-ME" in env[k] for k in ("TROUPE_BOT_TOKEN", "TROUPE_APP_TOKEN"))
     assert load_config(config, env=env).health.port == int(env["TROUPE_HEALTH_PORT"])
+    # The example inventory fits the shipped playbooks, self-update's `replicas` included.
+    for playbook, extra in (("self-update", []), ("rolling-update", ["-e", "version=1.0.0"])):
+        done = _troupe("plan", f"playbooks/{playbook}.yaml", "-c", str(config), *extra)
+        assert done.returncode == 0, f"{playbook}: {done.stderr}"
 
 
 def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
