@@ -100,9 +100,17 @@ function mrkdwn(text) {
   // ``` blocks are preformatted (the progress grid), the rest is inline formatting.
   const box = el("div", { class: "mrkdwn" });
   const parts = String(text || "").split("```");
+  const last = parts.length - 1;
   parts.forEach((part, i) => {
-    if (i % 2 === 1 && i < parts.length - 1) box.append(el("pre", { text: decodeEntities(part.replace(/^\n/, "")) }));
-    else box.append(...inline(i % 2 === 1 ? "```" + part : part));
+    if (i % 2 === 1 && i < last) {
+      box.append(el("pre", { text: decodeEntities(part.replace(/^\n/, "").replace(/\n$/, "")) }));
+      return;
+    }
+    let text = i % 2 === 1 ? "```" + part : part;
+    // A block stands on its own lines: the line breaks around it are not text.
+    if (i > 0 && i % 2 === 0) text = text.replace(/^\n/, "");
+    if (i < last && i % 2 === 0) text = text.replace(/\n$/, "");
+    box.append(...inline(text));
   });
   return box;
 }
