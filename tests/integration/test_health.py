@@ -6,6 +6,8 @@ port itself (health.port 0); the test reads the address from the log line that s
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shlex
 import socket
@@ -18,18 +20,23 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
+from tests.conftest import OPS, ServerFactory
 from tests.e2e.fleet import (
     Fleet,
     LocalSlack,
     Person,
     Timings,
+    free_port,
     identities,
     poll,
+    stop_process,
 )
 from tests.integration.test_deploy_assets import dockerfile_healthcheck
 from troupe import __version__
 from troupe.health import HealthServer, HealthServerError, Vitals
+from troupe.localslack.workspace import HttpDelivery, default_workspace
 
 pytestmark = pytest.mark.integration
 
@@ -202,3 +209,44 @@ def test_health_server_answers_while_starting_and_404_elsewhere() -> None:
         assert "HTTP 503" in probe.stderr
     finally:
         server.close()
+
+
+def test_http_delivery_replica_is_healthy_under_its_supervisor(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    """`troupe run` as operators start it (under the supervisor), Events API delivery,
+    --health-port given: the child serves there, connected once its listener is up."""
+    events_port, health_port = free_port(), free_port()
+    base = default_workspace()
+    url = f"http://127.0.0.1:{events_port}/slack/events"
+    app = base.apps[0].model_copy(update={"delivery": HttpDelivery.model_validate({"http": url})})
+    server = make_server(base.model_copy(update={"apps": [app]}))
+    config = tmp_path / "troupe.yaml"
+    slack = {
+        "channel": OPS,
+        "api_url": server.api_url,
+        "delivery": "http",
+        "http": {"port": events_port},
+        "fleet": ["U0TROUPEA"],
+    }
+    config.write_text(yaml.safe_dump({"slack": slack}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TROUPE_")}
+    env |= {"TROUPE_BOT_TOKEN": "xoxb-troupe-a", "TROUPE_SIGNING_SECRET": "s3cr3t-a"}
+    argv = [sys.executable, "-m", "troupe.cli", "run", "-c", str(config), "--replica", "troupe-a"]
+    log = tmp_path / "replica.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*argv, "--health-port", str(health_port)], env=env, stdout=out, stderr=out
+        )
+    try:
+
+        def healthy() -> dict[str, Any] | None:
+            with contextlib.suppress(requests.RequestException):
+                response = requests.get(f"http://127.0.0.1:{health_port}/healthz", timeout=2)
+                return response.json() if response.status_code == 200 else None
+            return None
+
+        body = poll(healthy, 60, "/healthz to answer 200", 0.25, lambda: log.read_text())
+        assert body["replica"] == "troupe-a" and body["connected"] is True
+    finally:
+        stop_process(proc, grace=30)
