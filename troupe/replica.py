@@ -31,7 +31,7 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 from troupe import approvals, auth, metrics, report, version
 from troupe.chat import Chat, make_client
-from troupe.claims import Claimer, ClaimLost, Lease
+from troupe.claims import Claimer, ClaimLost, Lease, read_thread
 from troupe.commands import Command, ParseError, addressed_to, describe, parse
 from troupe.config import Config, Secrets
 from troupe.deployment import Context, Deployment, Refused, current_locks, lock_until
@@ -312,8 +312,9 @@ class Replica:
             past = self.command_of(message.get("text", ""))
             if past is None or past.verb not in _RUNS:
                 continue
-            state = self.claimer.state(message["ts"])
-            result = _done_line(self.chat.thread(message["ts"]), self.fleet)
+            thread = self.chat.thread(message["ts"])
+            state = read_thread(thread, self.fleet)
+            result = _done_line(thread, self.fleet)
             emoji = {True: ":white_check_mark:", False: ":x:", None: ":hourglass:"}[state.done]
             owner = state.owner.replica if state.owner else "nobody yet"
             summary = result if state.done is not None else f"running on {owner}"
