@@ -82,4 +82,5 @@ def test_deploy_from_the_chat_page_claim_progress_approve_done(sandbox: SandboxP
         ).to_have_count(0)
         every_host_ok = re.compile(r"✓ web1\s+✓ web2\s+✓ web3\s+✓ web4\s+✓ web5")
         expect(grid.first).to_have_text(every_host_ok, timeout=SOON)
+        grid.first.scroll_into_view_if_needed()
         screenshot(page, "sandbox-done")
