@@ -81,6 +81,7 @@ class ChatOps(_Section):
     queue_timeout: Duration = 3600.0  # how long a queued deploy waits for the unlock
     progress_interval: Duration = 2.0  # the progress message is edited at most this often
     poll_interval: Duration = 2.0  # a running deployment reads its thread for decisions
+    post_interval: Duration = 1.0  # at least this between a deployment's thread posts
     # `census`: a read-only command printing the version on a host (rendered per host).
     census_command: str | None = None
     census_hosts: str = "all"

@@ -93,6 +93,7 @@ class Deployment:
         self.stop = threading.Event()  # shutdown or a lost claim: stop at a safe point
         self.lost: list[ClaimLost] = []
         self.hooks = Hooks(stop=self.stop)
+        self.pace = Pacer(ctx.config.chatops.post_interval)
         self.watcher: _Watcher | None = None
         self.playbook: str | None = None  # what authorization checks decisions against
         self.env: str | None = None
@@ -102,6 +103,7 @@ class Deployment:
         return self.claim.command_ts
 
     def post(self, text: str, **extra: Any) -> str:
+        self.pace()
         return self.ctx.chat.post(text, thread_ts=self.ts, **extra)
 
     # ---- entry --------------------------------------------------------------------------
@@ -255,7 +257,9 @@ class Deployment:
         for number in self.claim.batches_done:
             board.mark_done([h for b in plan.batches if b.number == number for h in b.hosts])
         title = report.progress_title(self.command.verb, playbook.name, ctx.name)
-        progress = _Progress(ctx.chat, self.ts, title, board, ctx.config.chatops.progress_interval)
+        progress = _Progress(
+            ctx.chat, self.ts, title, board, ctx.config.chatops.progress_interval, self.pace
+        )
         executor = Executor(
             playbook,
             plan,
@@ -297,6 +301,7 @@ class Deployment:
             previous = {
                 h: executor.outcomes[h].previous for h in hosts if executor.outcomes[h].previous
             }
+            self.pace()
             self.ctx.claimer.journal(self.claim, event.number, hosts, previous)
         elif (text := report.milestone_text(event)) is not None:
             self.post(text)
@@ -311,6 +316,7 @@ class Deployment:
         progress.finish(result.outcome.value)
         ok = result.outcome in (RunOutcome.SUCCEEDED, RunOutcome.REVERTED)
         summary = f"{report.done_summary(result)}\n```\n{report.result_text(result)}\n```"
+        self.pace()
         self.ctx.claimer.finish(self.claim, ok, summary)
 
     def _conclude_unapproved(self) -> None:
@@ -475,9 +481,15 @@ class _Progress:
     """The progress message: posted once, then edited at most every `interval`."""
 
     def __init__(
-        self, chat: Chat, thread_ts: str, title: str, board: Board, interval: float
+        self,
+        chat: Chat,
+        thread_ts: str,
+        title: str,
+        board: Board,
+        interval: float,
+        pace: Callable[[], None],
     ) -> None:
-        self.chat, self.thread_ts, self.title = chat, thread_ts, title
+        self.chat, self.thread_ts, self.title, self.pace = chat, thread_ts, title, pace
         self.board, self.interval = board, interval
         self.ts: str | None = None
         self.tail = ""
@@ -487,6 +499,7 @@ class _Progress:
 
     def start(self, plan: str | None) -> None:
         self.tail = f"\n*Plan*\n```\n{plan}\n```" if plan else ""
+        self.pace()
         self.ts = self.chat.post(self._text(), thread_ts=self.thread_ts)
 
     def _text(self, finished: str | None = None) -> str:
@@ -521,6 +534,24 @@ class _Progress:
 
     def finish(self, outcome: str) -> None:
         self._edit(outcome)
+
+
+class Pacer:
+    """Spaces a deployment's thread posts by `interval` (Slack asks for about one message
+    per second per channel). Milestones are rare, so this costs a real rollout nothing;
+    it keeps a run of fast batches from bursting."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.last = time.monotonic()  # the claim record was just posted
+        self.lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self.lock:
+            delay = self.last + self.interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.last = time.monotonic()
 
 
 class _Heartbeat:

@@ -507,6 +507,9 @@ class Fleet:
                 },
             },
         }
+        # Unpaced thread posts: these tests run hundreds of commands (the ChatOps tests,
+        # which bring their own `chatops`, keep Slack's pace).
+        config["chatops"] = {"post_interval": 0}
         config |= self.extra
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         playbooks = self.root / "playbooks"

@@ -7,6 +7,7 @@ two-person rule is on. Hosts are local directories whose VERSION file is "the ap
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from typing import Any
@@ -320,6 +321,11 @@ def test_a_20_host_rollout_stays_within_its_message_budget(e2e: Harness) -> None
     assert len(thread.replies) <= MESSAGE_BUDGET + batches, thread.dump()
     # Edits: the progress message at most once per progress_interval, plus heartbeats.
     assert updates <= 40, updates
+    # Slack's ~1 message/s per channel: the deployment spaces its posts (post_interval).
+    stamps = [float(m["ts"]) for m in thread.replies]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert min(gaps) >= 0.95, gaps
+    print(f"20 hosts, 4 batches: {posts} posts, {updates} edits, smallest gap {min(gaps):.2f}s")
     progress = next(
         (t for t in thread.texts() if t.startswith(":rocket: *deploy rolling*")), thread.dump()
     )
