@@ -266,7 +266,17 @@ def test_abort_reply_and_approval_timeout_leave_the_fleet_safe(e2e: Harness) -> 
     assert "x" in reaction(thread), thread.dump()
     assert any("aborted" in t for t in thread.texts()), thread.dump()
     assert versions(fleet) == dict.fromkeys(fleet.web_hosts, "none")
-    fleet.wait_no_pins()
+
+    # on_locked: refuse (this fleet's setting): someone else's lock refuses the deploy.
+    answer(fleet, carol.say("troupe lock web"), r"\*web\* is locked until unlocked")
+    refused = alice.say("troupe deploy rolling version=3.1.0")
+    answer(fleet, refused, r"^:warning: \*web\* is locked by <@U0E2ECAROL> until unlocked")
+    own = carol.say("troupe deploy rolling version=3.1.1")  # the owner may
+    assert "white_check_mark" in reaction(done(fleet, own)), dump(fleet, own)
+    assert "x" in reaction(done(fleet, refused))
+    assert versions(fleet) == dict.fromkeys(fleet.web_hosts, "3.1.1")
+    answer(fleet, carol.say("troupe unlock web"), r"\*web\* unlocked by <@U0E2ECAROL>")
+    assert fleet.slack.pins() == []
 
 
 @pytest.mark.timeout(150)
