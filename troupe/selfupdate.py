@@ -440,41 +440,59 @@ def run_update(options: Options) -> str:
     target = checkout.resolve(options.ref)
     state = read_supervisor(checkout.path)
     running = state.commit if state is not None and pid_alive(state.pid) else None
-    action = decide(checkout.head, target, running, read_verdict(checkout.path), options.force)
-    before = checkout.version_at(running or checkout.head)
+    verdict = read_verdict(checkout.path)
+    action = decide(checkout.head, target, running, verdict, options.force)
+    who = f"{state.replica}: " if state is not None else ""
     if action == "done":
-        return f"{_who(state)}already runs {before.label}"
+        return who + _done_line(checkout, target, verdict)
     if action == "reverted":
-        return _reverted(read_verdict(checkout.path))
+        _reverted(verdict)
     request_id = None
     if action in ("update", "restart"):
-        if state is None or running is None:  # before changing anything
-            raise NoSupervisor(
-                f"no supervisor runs the replica of {checkout.path}: start it with "
-                "`troupe run` (without --no-supervisor)"
-            )
-        previous = checkout.head
-        if action == "update":
-            checkout.verify(options.ref, target, force=options.force, signed=options.signed)
-            previous = switch_and_install(checkout, target)
-        else:
-            previous = checkout.previous() or previous
-        request_id = request_restart(checkout.path, target, previous).id
+        request_id = _switch_and_request(checkout, options, target, action, running)
         if options.inside:
             wait_taken(checkout.path, request_id, timeout=30)
             time.sleep(SELF_GRACE)  # so that our replica has seen the supervisor's SIGTERM
-            after = checkout.version_at(target).label
-            return (
-                f"{_who(state)}{before.label} → {after}: restarting this replica on "
-                "probation; another replica finishes the command"
+            return who + _arrow(
+                checkout,
+                running,
+                target,
+                "restarting this replica on probation; another replica finishes the command",
             )
     if not options.wait:
-        return f"{_who(state)}{before.label} → {checkout.version_at(target).label}: on probation"
+        return who + _arrow(checkout, running, target, "on probation")
     verdict = wait_verdict(checkout.path, target, options.timeout, request_id)
     if verdict.verdict == "reverted":
-        return _reverted(verdict)
-    old = checkout.version_at(verdict.previous) if verdict.previous else before
-    return f"{_who(state)}{old.label} → {checkout.version_at(target).label} (healthy)"
+        _reverted(verdict)
+    return who + _arrow(checkout, verdict.previous or running, target, "healthy")
+
+
+def _switch_and_request(
+    checkout: Checkout, options: Options, target: str, action: Action, running: str | None
+) -> str:
+    """Switch (for an update) and ask the supervisor to restart; the request's id."""
+    if running is None:  # checked before changing anything
+        raise NoSupervisor(
+            f"no supervisor runs the replica of {checkout.path}: start it with "
+            "`troupe run` (without --no-supervisor)"
+        )
+    if action == "update":
+        checkout.verify(options.ref, target, force=options.force, signed=options.signed)
+        previous = switch_and_install(checkout, target)
+    else:  # switched earlier, never restarted: the previous commit is the recorded one
+        previous = checkout.previous() or checkout.head
+    return request_restart(checkout.path, target, previous).id
+
+
+def _arrow(checkout: Checkout, old: str | None, new: str, how: str) -> str:
+    before = checkout.version_at(old or checkout.head).label
+    return f"{before} → {checkout.version_at(new).label} ({how})"
+
+
+def _done_line(checkout: Checkout, target: str, verdict: Verdict | None) -> str:
+    if verdict is not None and verdict.target == target and verdict.verdict == "healthy":
+        return _arrow(checkout, verdict.previous, target, "healthy")
+    return f"already runs {checkout.version_at(target).label}"
 
 
 def check_healthy(path: Path) -> str:
@@ -510,10 +528,6 @@ def version_before(path: Path, ref: str) -> str:
         if verdict is not None and verdict.target == target == checkout.head:
             return checkout.version_at(verdict.previous).label
     return describe(checkout.path).label
-
-
-def _who(state: SupervisorState | None) -> str:
-    return f"{state.replica}: " if state is not None else ""
 
 
 def _reverted(verdict: Verdict | None) -> NoReturn:
