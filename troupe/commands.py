@@ -35,6 +35,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TS = re.compile(r"^\d{9,10}\.\d{6}$")
 _PERMALINK = re.compile(r"/p(\d{9,10})(\d{6})(?:[?#].*)?$")
 HISTORY_MAX = 50
+_ENV = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # an environment: a group or host name
 
 USAGE = {
     "deploy": "deploy <playbook> [to <group|hosts>] [key=value ...]",
@@ -188,7 +189,7 @@ def _history(verb: str, rest: list[str]) -> Command:
 def _lock(verb: str, rest: list[str]) -> Command:
     if not rest:
         raise BadArguments(verb, "name the environment to lock")
-    env, words = rest[0], rest[1:]
+    env, words = _environment(verb, rest[0]), rest[1:]
     seconds = None
     if len(words) >= 2 and words[-2].lower() == "for":
         try:
@@ -204,7 +205,13 @@ def _lock(verb: str, rest: list[str]) -> Command:
 def _unlock(verb: str, rest: list[str]) -> Command:
     if len(rest) != 1:
         raise BadArguments(verb, "name one environment")
-    return Command(verb, env=rest[0])
+    return Command(verb, env=_environment(verb, rest[0]))
+
+
+def _environment(verb: str, word: str) -> str:
+    if not _ENV.fullmatch(word):
+        raise BadArguments(verb, f"`{word}` is not an environment name (a group, e.g. `web`)")
+    return word
 
 
 def _rollback(verb: str, rest: list[str]) -> Command:

@@ -31,7 +31,7 @@ from troupe.chat import Chat
 from troupe.claims import Claim, Claimer, ClaimLost, read_thread
 from troupe.commands import Command, describe
 from troupe.config import Config
-from troupe.errors import InputError, TroupeError
+from troupe.errors import InputError, SlackError, TroupeError
 from troupe.executor import Executor, Hooks, Resume
 from troupe.inventory import Host
 from troupe.locks import Lock, lock_on, read_locks
@@ -41,6 +41,7 @@ from troupe.progress import ApprovalNeeded, BatchDone, Board, Event, RunOutcome,
 from troupe.remote import connect
 
 log = logging.getLogger(__name__)
+LATEST_READS = 20  # threads `rollback` reads, newest first, to find what to undo
 LOCK_POLL = 5.0  # seconds between reads of the pins while queued (pins.list is Tier 2)
 
 
@@ -195,16 +196,19 @@ class Deployment:
 
     def _rollback(self) -> None:
         target = self.command.deployment or self._latest_deployment()
-        thread = self.ctx.chat.thread(target)
+        try:
+            thread = self.ctx.chat.thread(target)
+        except SlackError as exc:
+            if exc.error not in ("thread_not_found", "message_not_found"):
+                raise
+            raise Refused(f"there is no message {target} in this channel") from exc
         original = self.ctx.command_of(thread[0].get("text", ""))
         if original is None or original.verb not in ("deploy", "plan"):
             raise Refused(f"{target} is not a deployment")
         state = read_thread(thread, self.ctx.fleet)
         if state.done is None:
             raise Refused(f"deployment {target} has not finished; `abort` it in its thread")
-        if any(
-            _rolled_back(m.get("text", "")) for m in thread[1:] if m.get("user") in self.ctx.fleet
-        ):
+        if self._undone(thread):
             raise Refused(f"deployment {target} was already rolled back")
         if not state.batch_hosts:
             raise Refused(f"deployment {target} changed no host")
@@ -227,17 +231,29 @@ class Deployment:
         self.ctx.chat.post(report.reverted_note(self.ts), thread_ts=target)
 
     def _latest_deployment(self) -> str:
-        """The newest finished deploy in the channel (not this command)."""
+        """The newest finished deploy in the channel that changed hosts and was not
+        rolled back yet (not this command). Reads at most LATEST_READS threads."""
+        reads = 0
         for message in self.ctx.chat.history(limit=200):
             command = self.ctx.command_of(message.get("text", ""))
             if (
-                message["ts"] != self.ts
-                and command is not None
-                and command.verb in ("deploy", "plan")
-                and _finished(message, self.ctx.fleet)
+                message["ts"] == self.ts
+                or command is None
+                or command.verb not in ("deploy", "plan")
+                or not _finished(message, self.ctx.fleet)
             ):
+                continue
+            thread = self.ctx.chat.thread(message["ts"])
+            if read_thread(thread, self.ctx.fleet).batch_hosts and not self._undone(thread):
                 return str(message["ts"])
-        raise Refused("there is no finished deployment to roll back")
+            reads += 1
+            if reads >= LATEST_READS:
+                break
+        raise Refused("there is no finished deployment to roll back (name one: `history`)")
+
+    def _undone(self, thread: list[dict[str, Any]]) -> bool:
+        fleet = self.ctx.fleet
+        return any(_rolled_back(m.get("text", "")) for m in thread[1:] if m.get("user") in fleet)
 
     # ---- running ------------------------------------------------------------------------------
 

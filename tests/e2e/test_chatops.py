@@ -154,6 +154,8 @@ def test_every_command_answers_and_bad_input_gets_help(e2e: Harness) -> None:
         "census": alice.say("troupe census"),
         "unknown playbook": alice.say("troupe deploy nosuch"),
         "bad variable": alice.say("troupe deploy rolling version='1.0; touch pwned'"),
+        "no such deployment": alice.say("troupe rollback 1700000000.000100"),
+        "nothing to roll back": alice.say("troupe rollback"),
     }
     expected = {
         "help": r"Commands .*`deploy <playbook>.*`rollback \[<deployment>\]`.*`census`",
@@ -167,6 +169,8 @@ def test_every_command_answers_and_bad_input_gets_help(e2e: Harness) -> None:
         "census": r"\*Census\*\nhosts: all on none.*replicas: all on",
         "unknown playbook": r"no playbook named 'nosuch'",
         "bad variable": r"^:warning: .*version",
+        "no such deployment": r"there is no message 1700000000\.000100 in this channel",
+        "nothing to roll back": r"there is no finished deployment to roll back",
     }
     for name, ts in asks.items():
         answer(fleet, ts, expected[name])

@@ -115,6 +115,8 @@ def test_unknown_commands_get_a_suggestion(text: str, suggestion: str | None) ->
         ("lock web for soon", "`for soon`"),
         ("lock web for 0s", "longer than 0s"),
         ("unlock", "name one environment"),
+        ("lock web* now", "not an environment name"),
+        ("unlock *", "not an environment name"),
         ("rollback yesterday", "not a deployment"),
         ("rollback a b", "at most one deployment"),
         ("self-update a b", "at most one ref"),
