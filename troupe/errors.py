@@ -4,16 +4,27 @@
 
     TroupeError                      anything Troupe reports to a person
     ├── InputError                   bad input from a file, a flag or chat (exit code 2)
-    │   └── FileFormatError          a YAML/JSON file that does not validate (file, line, field)
+    │   ├── FileFormatError          a YAML/JSON file that does not validate (file, line, field)
+    │   ├── TemplateProblem          a template in a playbook cannot render (templating)
+    │   ├── ParseError               chat text that is not a command (commands)
+    │   │   ├── UnknownCommand       ... with a suggestion ("did you mean deploy?")
+    │   │   └── BadArguments         ... with the command's usage line
+    │   └── Refused                  not allowed, or locked: answered with the reason (deployment)
     ├── SlackError                   a Slack Web API call failed (method, error code)
     │   └── RateLimited              HTTP 429; carries Retry-After
+    ├── ClaimLost                    this replica no longer owns a command: touch nothing (claims)
+    ├── HandOff                      shutting down mid-command: hand the claim over (deployment)
     ├── LocalSlackError              localslack could not start or serve (port in use, ...)
-    └── RemoteError                  a host could not be reached or used (host)
-        ├── ConnectError             no SSH session (refused, auth, unreachable)
-        └── CommandTimeout           a command ran past its timeout (host, command, timeout)
+    ├── RemoteError                  a host could not be reached or used (host)
+    │   ├── ConnectError             no SSH session (refused, auth, unreachable)
+    │   └── CommandTimeout           a command ran past its timeout (host, command, timeout)
+    ├── SelfUpdateError              fetch / verify / switch / probation of a checkout (selfupdate)
+    ├── HealthServerError            the health endpoint could not start (health)
+    ├── SandboxError                 `troupe sandbox` could not start (sandbox)
+    └── FleetError                   a loopback sshd fleet could not start (sshfleet)
 
-Errors carry their context as attributes so that the CLI (and later the chat
-report) can say *where* something went wrong without parsing messages.
+Errors carry their context as attributes so that the CLI and the chat replies
+can say *where* something went wrong without parsing messages.
 """
 
 from __future__ import annotations
