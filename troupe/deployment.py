@@ -148,10 +148,15 @@ class Deployment:
         self._execute(playbook, path.parent, plan, hosts, env)
 
     def _order(self, hosts: list[Host]) -> list[Host]:
-        """Self-update: this replica's own host last, so it restarts after the others."""
+        """Self-update: the first claimer's own host last, so it restarts after the others.
+        The first claimer's, not this replica's: one that took over must keep the order
+        the journal's batch numbers refer to (troupe.selfupdate; docs/self-update.md)."""
         if self.command.verb != "self-update":
             return hosts
-        return sorted(hosts, key=lambda h: h.vars.get("replica") == self.ctx.name)
+        claims = self.ctx.claimer.state(self.claim.command_ts).claims
+        first = min((c for c in claims if c.generation == 1), key=lambda c: c.ts, default=None)
+        last = first.replica if first is not None else self.ctx.name
+        return sorted(hosts, key=lambda h: h.vars.get("replica") == last)
 
     def _playbook(self, name: str) -> tuple[Playbook, Path]:
         path = self.ctx.base_dir / self.ctx.config.execution.playbooks_dir / f"{name}.yaml"

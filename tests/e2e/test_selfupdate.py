@@ -51,8 +51,8 @@ def git_fleet(e2e: Harness) -> tuple[GitFleet, Person]:
 
 
 def self_update(alice: Person, ref: str) -> str:
-    """The self-update playbook over the `replicas` group (inventory order)."""
-    return alice.say(f"troupe deploy self-update to replicas ref={ref}")
+    """`@troupe self-update REF`: the playbook over `replicas`, the claimer's host last."""
+    return alice.say(f"troupe self-update {ref}")
 
 
 class Connections:
@@ -135,6 +135,10 @@ def test_self_update_rolls_the_fleet_while_deploys_keep_flowing(e2e: Harness) ->
     assert {fleet.running(n) for n in NAMES} == {new}, update.dump()
     versions = roll_call_versions(fleet, alice)
     assert all(v.startswith(f"0.2.0 · {new[:7]}") for v in versions.values()), versions
+    # The claimer's own host came last, and whoever took the command over ran it.
+    claimer = min((c for c in update.claims if c.generation == 1), key=lambda c: float(c.ts))
+    last = update.journal[-1]
+    assert last.hosts == (claimer.replica,) and last.generation >= 2, update.dump()
     # Each replica's old version, captured before its update, is in the journal.
     assert old_versions(update) == dict.fromkeys(NAMES, f"0.1.0 · {fleet.first[:7]} · v-start")
     # The stream: every deploy ran once, none waited long for a replica, and the
@@ -204,8 +208,8 @@ def test_the_claimer_killed_while_it_restarts_another_finishes(e2e: Harness) -> 
     done = fleet.wait_done([ts], timeout=120)
     thread = done[ts]
     assert_all_succeeded(done, fleet.bot_users)
-    # (With inventory order the replica that took over may meet its own turn later and
-    # hand over in turn; that is the same mechanism again.)
     assert len(thread.done_records) == 1 and thread.owner is not None, thread.dump()
+    # The killed replica's host was run (and its verdict awaited) by a later generation.
+    assert any(owner in j.hosts and j.generation >= 2 for j in thread.journal), thread.dump()
     assert {fleet.head(n) for n in NAMES} == {new}
     poll(lambda: {fleet.running(n) for n in NAMES} == {new}, 30, "the new version everywhere")
