@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shlex
 import socket
 import subprocess
 import sys
@@ -41,6 +40,10 @@ from troupe.localslack.workspace import HttpDelivery, default_workspace
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+# A quick sweeper (the stall limit is 3 sweeps + 5 s), and a lease long enough that a
+# rate-limit wait or a loaded machine never lets this single replica's claim lapse
+# (which would count a takeover of its own command).
+TIMINGS = Timings(lease=30.0, heartbeat=10.0, settle=0.3, orphan_grace=5.0, sweep_interval=1.0)
 METRIC_NAMES = [
     "troupe_commands_claimed_total",
     "troupe_claims_lost_total",
@@ -59,7 +62,7 @@ class Single:
     def __init__(self, root: Path) -> None:
         who = identities(["replica-1"], shared=False)
         self.slack = LocalSlack(root, who.values(), ["--rate-limits", "off"])
-        self.fleet = Fleet(root, self.slack, who, ledger_hosts=1, slow_hosts=1, timings=Timings())
+        self.fleet = Fleet(root, self.slack, who, ledger_hosts=1, slow_hosts=1, timings=TIMINGS)
         self.replica = self.fleet.replicas["replica-1"]
         self.url = ""
 
@@ -119,15 +122,15 @@ def test_healthy_replica_reports_ok_and_counts_what_it_did(single: Single) -> No
     assert body["replica"] == "replica-1"
     assert body["version"] == __version__
     assert body["connected"] is True
-    assert 0 <= body["alive_age"] < 3 * Timings().sweep_interval + 5
+    assert 0 <= body["alive_age"] < 3 * TIMINGS.sweep_interval + 5
 
-    # One Slack error and one rate-limit wait, injected, on the way to a deploy.
+    # The claim's pins.add fails once (an error), then waits out a 429 on the retry.
     single.slack.put_faults(
         {
             "errors": [
                 {"method": "pins.add", "error": "channel_not_found", "count": 1},
                 {
-                    "method": "conversations.replies",
+                    "method": "pins.add",
                     "error": "ratelimited",
                     "status": 429,
                     "count": 1,
@@ -146,25 +149,27 @@ def test_healthy_replica_reports_ok_and_counts_what_it_did(single: Single) -> No
         text, "troupe_slack_api_errors_total", method="pins.add", error="channel_not_found"
     )
     assert errors == 1
-    assert _sample(text, "troupe_rate_limit_waits_total", method="conversations.replies") == 1
+    assert _sample(text, "troupe_rate_limit_waits_total", method="pins.add") == 1
     assert _sample(text, "troupe_rate_limit_wait_seconds_total") > 0
     assert _sample(text, "troupe_takeovers_total") == 0
     assert _sample(text, "troupe_commands_claimed_total", verb="deploy") == 1
     assert _sample(text, "troupe_deploy_seconds_count", outcome="succeeded") == 1
 
 
-def test_dockerfile_healthcheck_passes_against_a_running_replica(single: Single) -> None:
+def _image_healthcheck(single: Single) -> subprocess.CompletedProcess[str]:
     """The image's HEALTHCHECK command, run here against the replica's port."""
     command, port = dockerfile_healthcheck()
-    argv = [a.replace(str(port), single.url.rsplit(":", 1)[1]) for a in command]
+    argv = [a.replace(f":{port}/", f":{single.url.rsplit(':', 1)[1]}/") for a in command]
     assert argv[0] == "python"
-    done = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, shlex.join(argv) + "\n" + done.stdout + done.stderr
+    return subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, timeout=30)
 
 
 def test_replica_without_slack_turns_unhealthy(single: Single) -> None:
-    """localslack gone: the Socket Mode connection is lost, and /healthz says so (503)."""
+    """localslack gone: the Socket Mode connection is lost, and /healthz says so (503);
+    the image's HEALTHCHECK passes before and fails after."""
     assert single.healthz()[0] == 200
+    before = _image_healthcheck(single)
+    assert before.returncode == 0, before.stdout + before.stderr
     single.slack.stop()
 
     def disconnected() -> dict[str, Any] | None:
@@ -177,6 +182,8 @@ def test_replica_without_slack_turns_unhealthy(single: Single) -> None:
     assert body["connected"] is False
     assert "not connected to Slack" in body["reason"]
     assert body["replica"] == "replica-1"
+    after = _image_healthcheck(single)
+    assert after.returncode == 1 and "HTTP 503" in after.stderr, after.stdout + after.stderr
 
 
 def test_a_health_port_in_use_is_a_clear_error() -> None:
