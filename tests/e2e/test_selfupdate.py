@@ -9,6 +9,7 @@ three replicas are connected to Slack at every moment (/admin/connections, sampl
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -153,6 +154,12 @@ def test_self_update_rolls_the_fleet_while_deploys_keep_flowing(e2e: Harness) ->
     assert max(waits.values()) <= WAIT_BOUND, sorted(waits.values())[-5:]
     assert connections.samples > 50 and connections.fewest >= 2, connections.fewest
     print(f"stream: {len(stream)} deploys, longest wait {max(waits.values()):.1f}s")
+    took = float(update.replies[-1]["ts"]) - float(update.ts)
+    stamps = [float(j.ts) for j in update.journal]
+    gaps = ", ".join(f"{b - a:.1f}s" for a, b in itertools.pairwise(stamps))
+    print(
+        f"self-update: {took:.1f}s, {gaps} between batches, fewest connected {connections.fewest}"
+    )
 
 
 def _finished(thread: Thread) -> bool:
