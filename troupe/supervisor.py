@@ -108,6 +108,9 @@ class Supervisor:
         self.restart = threading.Event()
         self._wake = threading.Event()
         self._out_lock = threading.Lock()
+        # Outside a git checkout (an installed package) it only restarts: no self-update,
+        # and no state files next to the package.
+        self.stateful = (setup.checkout / ".git").exists()
 
     # ---- signals -----------------------------------------------------------------------
 
@@ -127,6 +130,10 @@ class Supervisor:
     # ---- the loop ----------------------------------------------------------------------
 
     def run(self) -> int:
+        if not self.stateful:
+            log.warning(
+                "%s is not a git checkout: self-update is not available", self.setup.checkout
+            )
         self._resume_probation()
         self._start()
         while not self.stopping.is_set():
@@ -235,10 +242,15 @@ class Supervisor:
 
     def _resume_probation(self) -> None:
         """A probation that a dead supervisor was running is ours to finish."""
-        verdict = read_verdict(self.setup.checkout)
+        verdict = read_verdict(self.setup.checkout) if self.stateful else None
         if verdict is None or verdict.verdict != "running" or pid_alive(verdict.supervisor):
             return
         if verdict.target != self._head():
+            return
+        try:  # a checkout someone works in is not ours to switch back
+            Checkout(self.setup.checkout).ensure_clean()
+        except TroupeError as exc:
+            log.warning("not continuing the probation of %s: %s", verdict.target[:7], exc)
             return
         log.info(
             "supervisor of %s: continuing the probation of %s",
@@ -314,7 +326,8 @@ class Supervisor:
         reason: str = "",
     ) -> None:
         value = Verdict(request.id, request.target, request.previous, verdict, reason, os.getpid())
-        write_json(state_dir(self.setup.checkout) / "probation.json", value)
+        if self.stateful:
+            write_json(state_dir(self.setup.checkout) / "probation.json", value)
 
     def _write_state(
         self, state: Literal["starting", "running", "probation", "restarting", "stopping"]
@@ -331,7 +344,8 @@ class Supervisor:
             remote=settings.remote,
             require_signed_tag=settings.require_signed_tag,
         )
-        write_json(state_dir(self.setup.checkout) / "supervisor.json", value)
+        if self.stateful:
+            write_json(state_dir(self.setup.checkout) / "supervisor.json", value)
 
 
 def supervise(setup: Setup) -> int:

@@ -16,8 +16,15 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.fleet import free_port, poll, stop_process, tail
-from tests.integration.gitrepos import Origin
-from troupe.selfupdate import Checkout, read_supervisor, read_verdict
+from tests.integration.gitrepos import Origin, git
+from troupe.selfupdate import (
+    Checkout,
+    Verdict,
+    read_supervisor,
+    read_verdict,
+    state_dir,
+    write_json,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -187,3 +194,40 @@ def test_a_child_that_exits_is_restarted_and_sigterm_is_forwarded(
     assert len(sup.events("sigterm")) == 1
     state = read_supervisor(sup.checkout)
     assert state is not None and state.state == "stopping"
+
+
+@pytest.mark.parametrize("dirty", [False, True], ids=["clean", "dirty"])
+def test_a_probation_left_by_a_dead_supervisor_is_continued(tmp_path: Path, dirty: bool) -> None:
+    """Killed mid-probation and started again (by systemd, say): the new supervisor
+    finishes the probation, here reverting a version that never becomes healthy; unless
+    the checkout has local changes, which are not its to switch away from."""
+    origin = Origin(tmp_path / "repo")
+    first = origin.commit(app("ok") | {"version.txt": "1\n"}, "first")
+    sick = origin.commit(app("sick"), "sick")
+    clone = origin.clone(tmp_path / "clone")
+    git(clone, "checkout", "--quiet", "--detach", sick)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    state_dir(clone)
+    write_json(
+        clone / ".troupe" / "probation.json", Verdict("r1", sick, first, "running", "", dead.pid)
+    )
+    if dirty:
+        (clone / "version.txt").write_text("local change\n")
+    sup = Supervised(tmp_path, clone)
+    try:
+        if dirty:
+            assert "not continuing the probation" in sup.log()
+            state = read_supervisor(clone)
+            assert state is not None and state.state == "running"
+            assert Checkout(clone).head == sick
+        else:
+            poll(lambda: _verdict_is(clone, "reverted"), 20, "a revert", explain=sup.log)
+            assert Checkout(clone).head == first
+    finally:
+        stop_process(sup.proc, grace=15)
+
+
+def _verdict_is(checkout: Path, wanted: str) -> bool:
+    verdict = read_verdict(checkout)
+    return verdict is not None and verdict.verdict == wanted
