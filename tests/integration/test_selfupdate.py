@@ -4,9 +4,11 @@ switch, reinstall, revert, and the clear errors (no supervisor involved here).""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -170,3 +172,31 @@ def test_cli_without_a_supervisor_changes_nothing_and_says_why(
         text=True,
     )
     assert current.stdout.strip() == f"0.1.0 · {before[:7]} · v0.1.0"
+
+
+@pytest.fixture
+def gnupg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A throwaway GnuPG home with one signing key, used by git to sign and verify."""
+    if shutil.which("gpg") is None:
+        pytest.skip("gpg is not installed")
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("GNUPGHOME", str(home))
+    key = ["--quick-gen-key", "Test <test@example.invalid>", "ed25519", "sign", "never"]
+    subprocess.run(["gpg", "--batch", "--passphrase", "", *key], check=True, capture_output=True)
+    try:
+        yield home
+    finally:
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], capture_output=True)
+
+
+def test_a_signed_tag_is_accepted(origin: Origin, tmp_path: Path, gnupg: Path) -> None:
+    clone = origin.clone(tmp_path / "clone")
+    origin.commit(version_file("0.2.0"), "second")
+    git(origin.work, "tag", "-s", "v0.2.0", "-m", "v0.2.0", "-u", "test@example.invalid")
+    git(origin.work, "push", "--quiet", "origin", "v0.2.0")
+    checkout = Checkout(clone)
+    checkout.fetch("origin")
+    target = checkout.resolve("v0.2.0")
+    checkout.verify("v0.2.0", target, force=False, signed=True)  # raises if not accepted
+    assert describe(clone).version == "0.1.0"  # verifying changes nothing
