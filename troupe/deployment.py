@@ -37,7 +37,15 @@ from troupe.inventory import Host
 from troupe.locks import Lock, lock_on, read_locks
 from troupe.planner import Batch, Plan, make_plan
 from troupe.playbooks import Playbook, load_playbook
-from troupe.progress import ApprovalNeeded, BatchDone, Board, Event, RunOutcome, RunResult
+from troupe.progress import (
+    ApprovalNeeded,
+    BatchDone,
+    Board,
+    Event,
+    RunOutcome,
+    RunResult,
+    StepDone,
+)
 from troupe.remote import connect
 
 log = logging.getLogger(__name__)
@@ -96,6 +104,7 @@ class Deployment:
         self.hooks = Hooks(stop=self.stop)
         self.pace = Pacer(ctx.config.chatops.post_interval)
         self.watcher: _Watcher | None = None
+        self.reported: set[str] = set()  # tasks whose output goes into the thread
         self.playbook: str | None = None  # what authorization checks decisions against
         self.env: str | None = None
 
@@ -146,6 +155,11 @@ class Deployment:
                 self._conclude_unapproved()
                 return
         self._execute(playbook, path.parent, plan, hosts, env)
+
+    def _variables(self) -> dict[str, str]:
+        if self.command.verb == "self-update":
+            return {"ref": self.command.ref or self.ctx.config.selfupdate.ref}
+        return self.command.variables
 
     def _order(self, hosts: list[Host]) -> list[Host]:
         """Self-update: the first claimer's own host last, so it restarts after the others.
@@ -278,6 +292,7 @@ class Deployment:
         for number in self.claim.batches_done:
             board.mark_done([h for b in plan.batches if b.number == number for h in b.hosts])
         title = report.progress_title(self.command.verb, playbook.name, ctx.name)
+        self.reported = {t.title for t in playbook.tasks if t.report}
         progress = _Progress(
             ctx.chat, self.ts, title, board, ctx.config.chatops.progress_interval, self.pace
         )
@@ -285,7 +300,7 @@ class Deployment:
             playbook,
             plan,
             hosts,
-            _variables_of(self.command) if variables is None else variables,
+            self._variables() if variables is None else variables,
             connect,
             self.hooks,
             files_dir=files_dir,
@@ -324,6 +339,10 @@ class Deployment:
             }
             self.pace()
             self.ctx.claimer.journal(self.claim, event.number, hosts, previous)
+        elif isinstance(event, StepDone) and event.step in self.reported:
+            if event.status == "ok":
+                line = event.detail.splitlines()[-1] if event.detail else ""
+                self.post(report.step_output_text(event.host, line))
         elif (text := report.milestone_text(event)) is not None:
             self.post(text)
 
@@ -337,8 +356,19 @@ class Deployment:
         progress.finish(result.outcome.value)
         ok = result.outcome in (RunOutcome.SUCCEEDED, RunOutcome.REVERTED)
         summary = f"{report.done_summary(result)}\n```\n{report.result_text(result)}\n```"
+        if self.command.verb == "self-update" and result.outcome == RunOutcome.SUCCEEDED:
+            self.post(report.self_update_census(self._reported()))
         self.pace()
         self.ctx.claimer.finish(self.claim, ok, summary)
+
+    def _reported(self) -> dict[str, str]:
+        """Every host's last reported output in the thread, whichever owner posted it."""
+        outputs: dict[str, str] = {}
+        for message in self.ctx.chat.thread(self.ts)[1:]:
+            found = report.read_step_output(message.get("text", ""))
+            if found is not None and message.get("user") in self.ctx.fleet:
+                outputs[found[0]] = found[1]
+        return outputs
 
     def _conclude_unapproved(self) -> None:
         if self.lost:
@@ -380,12 +410,6 @@ SELF_UPDATE = "self-update"  # the playbook `@troupe self-update [ref]` runs
 
 def _playbook_of(command: Command) -> str:
     return SELF_UPDATE if command.verb == "self-update" else command.playbook or ""
-
-
-def _variables_of(command: Command) -> dict[str, str]:
-    if command.verb == "self-update":
-        return {"ref": command.ref} if command.ref else {}
-    return command.variables
 
 
 def _rolled_back(text: str) -> bool:

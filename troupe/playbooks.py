@@ -85,6 +85,7 @@ class Task(_Model):
     retries: Annotated[int, Field(ge=0, le=100)] = 0
     retry_delay: Duration = 1.0
     when: str | None = None  # a Jinja2 expression, e.g. "env == 'production'"
+    report: bool = False  # in chat, post this step's output (its last line) per host
 
     @model_validator(mode="after")
     def _one_action(self) -> Task:

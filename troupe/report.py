@@ -289,7 +289,36 @@ def progress_text(title: str, board: Board, finished: str | None = None) -> str:
 
 def progress_title(verb: str, playbook: str, replica: str) -> str:
     icon = ":rewind:" if verb == "rollback" else ":rocket:"
-    return f"{icon} *{verb} {playbook}* by {replica}"
+    what = verb if verb == "self-update" else f"{verb} {playbook}"
+    return f"{icon} *{what}* by {replica}"
+
+
+def step_output_text(host: str, output: str) -> str:
+    """A `report: true` task's output on one host."""
+    return f":speech_balloon: `{host}`: {output}"
+
+
+_STEP_OUTPUT = re.compile(r"^:speech_balloon: `(?P<host>[^`]+)`: (?P<output>.*)$")
+
+
+def read_step_output(text: str) -> tuple[str, str] | None:
+    match = _STEP_OUTPUT.match(text)
+    return (match["host"], match["output"]) if match else None
+
+
+# `troupe self-update` prints `replica-2: 0.1.0 · 1a2b3c4 → 0.2.0 · 5d6e7f8 (healthy)`.
+_UPDATED = re.compile(r"^(?P<name>[^:]+): (?P<old>.+?) → (?P<new>.+?)(?: \((?P<verdict>[^)]*)\))?$")
+
+
+def self_update_census(outputs: dict[str, str]) -> str:
+    """The census that ends a self-update: every replica's version after it, as each one
+    reported it (its supervisor's verdict); flags a mixed fleet."""
+    versions = {}
+    for host, line in outputs.items():
+        match = _UPDATED.match(line)
+        name, new = (match["name"], match["new"]) if match else (host, line or "unknown")
+        versions[name] = new
+    return ":bar_chart: *Census* after the self-update\n" + _versions("replicas", versions)
 
 
 def milestone_text(event: Event) -> str | None:

@@ -142,6 +142,13 @@ def test_self_update_rolls_the_fleet_while_deploys_keep_flowing(e2e: Harness) ->
     assert last.hosts == (claimer.replica,) and last.generation >= 2, update.dump()
     # Each replica's old version, captured before its update, is in the journal.
     assert old_versions(update) == dict.fromkeys(NAMES, f"0.1.0 · {fleet.first[:7]} · v-start")
+    # The thread shows each replica's old → new version, and ends with a census.
+    texts = update.texts()
+    for name in NAMES:
+        said = [t for t in texts if t.startswith(f":speech_balloon: `{name}`: {name}: 0.1.0")]
+        assert said and f"→ 0.2.0 · {new[:7]}" in said[-1], update.dump()
+    census = next((t for t in texts if t.startswith(":bar_chart: *Census* after")), "")
+    assert f"replicas: all on 0.2.0 · {new[:7]}" in census, update.dump()
     # The stream: every deploy ran once, none waited long for a replica, and the
     # channel always had at least two replicas connected.
     finished = fleet.wait_done(stream, timeout=60)

@@ -33,7 +33,10 @@ from troupe.report import (
     plan_text,
     progress_text,
     progress_title,
+    read_step_output,
     result_text,
+    self_update_census,
+    step_output_text,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,3 +152,19 @@ def test_history_lists_newest_first_with_how_to_roll_back() -> None:
     ]
     matches_snapshot("history.txt", history_text(entries))
     assert history_text([]) == "No deployments in this channel yet."
+
+
+def test_self_update_census_reads_each_replicas_verdict_line() -> None:
+    outputs = {
+        "bot-a": "replica-a: 0.1.0 · 1a2b3c4 → 0.2.0 · 5d6e7f8 (healthy)",
+        "bot-b": "replica-b: 0.1.0 · 1a2b3c4 → 0.2.0 · 5d6e7f8 (healthy)",
+        "bot-c": "something else entirely",
+    }
+    text = self_update_census(outputs)
+    assert text.startswith(
+        ":bar_chart: *Census* after the self-update\nreplicas: :warning: *mixed*"
+    )
+    assert "replica-a      0.2.0 · 5d6e7f8" in text and "bot-c          something else" in text
+    line = step_output_text("bot-a", outputs["bot-a"])
+    assert read_step_output(line) == ("bot-a", outputs["bot-a"])
+    assert read_step_output("bot-a: hello") is None
