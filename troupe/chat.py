@@ -183,12 +183,19 @@ class Chat:
         """The parent and every reply, oldest first."""
         return list(self._pages("conversations.replies", ts=ts, limit=200))
 
-    def history(self, oldest: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        """Top-level messages newer than `oldest`, newest first (one page)."""
-        args: dict[str, Any] = {"channel": self.channel, "limit": limit}
-        if oldest:
-            args["oldest"] = oldest
-        return list(self.call("conversations.history", **args).get("messages", []))
+    def history(
+        self, oldest: str | None = None, limit: int = 200, pages: int = 1
+    ) -> list[dict[str, Any]]:
+        """Top-level messages newer than `oldest`, newest first: up to `pages` pages of
+        `limit` (conversations.history is Tier 3: each page is a call)."""
+        found: list[dict[str, Any]] = []
+        # Lazy: a page is fetched only when the one before was used up.
+        messages = self._pages("conversations.history", limit=limit, oldest=oldest)
+        for count, message in enumerate(messages):
+            if count >= pages * limit:
+                break
+            found.append(message)
+        return found
 
     def _pages(self, method: str, **args: Any) -> Iterator[dict[str, Any]]:
         cursor = None

@@ -41,6 +41,7 @@ from troupe.remote import connect
 from troupe.templating import render_command
 
 log = logging.getLogger(__name__)
+SWEEP_PAGES = 5  # conversations.history pages the sweeper reads (200 messages each)
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,8 @@ class Replica:
     def sweep(self) -> None:
         """Find commands no event brought here: unclaimed, stale, or roll calls."""
         oldest = f"{time.time() - self.config.slack.sweep_window:.6f}"
-        for message in reversed(self.chat.history(oldest=oldest)):
+        # Five pages: a command handed over under a burst of newer ones is still found.
+        for message in reversed(self.chat.history(oldest=oldest, pages=SWEEP_PAGES)):
             if _done(message, self.fleet):
                 if message.get("pinned_to"):
                     self.chat.unpin(message["ts"])  # its owner died between ✅ and the unpin

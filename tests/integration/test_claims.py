@@ -459,3 +459,16 @@ def test_gateway_errors_are_retried(make_server: ServerFactory, status: int) -> 
     fleet = Fleet(make_server(faults=Faults(errors=[fault])), "abc")
     ts = fleet.command()
     assert fleet.claimer("a").try_claim(ts) is not None
+
+
+def test_history_reads_more_pages_when_asked(server: ThreadedLocalSlack) -> None:
+    """The sweeper reads several pages, so a command under 200 newer ones is still found."""
+    fleet = Fleet(server, "a")
+    first = fleet.command("@troupe deploy web id=buried")
+    for i in range(230):
+        fleet.alice.post(f"chatter {i}")
+    chat = Chat(fleet.bot("a"), OPS)
+    assert first not in [m["ts"] for m in chat.history(limit=200)]
+    every = chat.history(limit=200, pages=5)
+    assert len(every) == 231 and every[-1]["ts"] == first  # newest first, all of them
+    assert len(chat.history(limit=100, pages=2)) == 200
