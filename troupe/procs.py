@@ -37,8 +37,12 @@ def localslack_argv(workspace: Path, port: int, flags: list[str] | None = None) 
     )
 
 
-def replica_argv(config: Path, name: str) -> list[str]:
-    return [*TROUPE, "run", "-c", str(config), "--replica", name]
+def replica_argv(config: Path, name: str, supervised: bool = False) -> list[str]:
+    """`troupe run` for one replica. Unsupervised by default: whoever starts it (the
+    sandbox, the tests) manages the process, and the sandbox's replicas share one
+    checkout, which a supervisor would treat as its own (docs/self-update.md)."""
+    argv = [*TROUPE, "run", "-c", str(config), "--replica", name]
+    return argv if supervised else [*argv, "--no-supervisor"]
 
 
 def replica_env(

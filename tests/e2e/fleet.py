@@ -544,9 +544,8 @@ class Fleet:
     def _spawn(self, replica: Replica) -> None:
         ident = replica.identity
         env = replica_env(ident.bot_token, ident.app_token, {"E2E_REPLICA": replica.name})
-        argv = replica_argv(self.config_path, replica.name)
         # The replica itself, not its supervisor: tests kill and stop the process they see.
-        argv.append("--no-supervisor")
+        argv = replica_argv(self.config_path, replica.name)
         replica.proc = spawn(argv, replica.log_path, env=env, cwd=self.root)
 
     def _ready(self, replica: Replica) -> bool:
