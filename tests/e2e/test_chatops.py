@@ -284,7 +284,7 @@ def test_abort_reply_and_approval_timeout_leave_the_fleet_safe(e2e: Harness) -> 
 
 
 @pytest.mark.timeout(150)
-def test_locks_refuse_others_and_unlock_lets_a_queued_deploy_run(e2e: Harness) -> None:
+def test_locks_survive_a_restart_and_unlock_lets_a_queued_deploy_run(e2e: Harness) -> None:
     fleet, alice = chatops_fleet(e2e, hosts=2, on_locked="queue")
     carol, mallory = alice.other("carol"), alice.other("mallory")
 
@@ -299,6 +299,8 @@ def test_locks_refuse_others_and_unlock_lets_a_queued_deploy_run(e2e: Harness) -
         if "locked by <@U0E2ECAROL>" in t.parent["text"]
     ]
     assert len(locks) == 1 and locks[0].ts in pinned, (locks, pinned)
+    fleet.stop()  # locks live in Slack: a fleet restarted from nothing still honours them
+    fleet.start()
 
     queued = alice.say("troupe deploy rolling version=4.0.0")
     answer(fleet, queued, r"queued: \*web\* is locked by <@U0E2ECAROL>")
