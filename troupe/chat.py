@@ -9,6 +9,7 @@ ordinary results of the helpers below, not exceptions.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -46,7 +47,33 @@ class CappedBackoff(BackoffRetryIntervalCalculator):
 _BACKOFF = CappedBackoff(backoff_factor=0.2)
 
 
-class TransientErrorRetryHandler(RetryHandler):
+_calls = threading.local()  # per thread: did the current call retry an attempt that may
+# have taken effect? (slack_sdk's sync client runs a call's retries on the caller's thread)
+
+
+class _MayHaveTakenEffect(RetryHandler):
+    """A retry after an attempt Slack may have carried out (the answer, not the request,
+    was lost). Chat.pin reads it: `already_pinned` then may mean "we pinned it"."""
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        _calls.retried = True
+        super().prepare_for_next_attempt(
+            state=state, request=request, response=response, error=error
+        )
+
+
+class RetriedConnectionErrorHandler(_MayHaveTakenEffect, ConnectionErrorRetryHandler):
+    """slack_sdk's connection-error handler (a request may be sent, its answer lost)."""
+
+
+class TransientErrorRetryHandler(_MayHaveTakenEffect):
     """Retries HTTP 200 answers whose `error` is transient (slack_sdk's own handlers
     cover connection errors, 429 and 5xx, but not these)."""
 
@@ -62,7 +89,7 @@ class TransientErrorRetryHandler(RetryHandler):
         return body.get("ok") is False and body.get("error") in TRANSIENT
 
 
-class GatewayErrorRetryHandler(ServerErrorRetryHandler):
+class GatewayErrorRetryHandler(_MayHaveTakenEffect, ServerErrorRetryHandler):
     """slack_sdk's handler retries 500 and 503; a proxy's 502 and 504 are as transient."""
 
     def _can_retry(
@@ -101,7 +128,7 @@ def retry_handlers(patience: int = 12) -> list[RetryHandler]:
     """Handlers for every WebClient Troupe makes. slack_sdk counts attempts across all
     handlers of a call, so `patience` bounds the retries of one call in total."""
     return [
-        ConnectionErrorRetryHandler(max_retry_count=patience, interval_calculator=_BACKOFF),
+        RetriedConnectionErrorHandler(max_retry_count=patience, interval_calculator=_BACKOFF),
         CountedRateLimitRetryHandler(max_retry_count=patience),
         GatewayErrorRetryHandler(max_retry_count=patience, interval_calculator=_BACKOFF),
         TransientErrorRetryHandler(max_retry_count=patience, interval_calculator=_BACKOFF),
@@ -139,12 +166,17 @@ class Chat:
     # ---- what the protocol needs -------------------------------------------------------
 
     def pin(self, ts: str) -> bool:
-        """Test-and-set: True if this call pinned it, False if it was already pinned."""
+        """Test-and-set: True if this call pinned it, False if it was already pinned.
+        `already_pinned` after a retry of an attempt that may have taken effect counts
+        as pinned by us: the claim records decide between two "winners" anyway (the
+        protocol never trusts the pin alone), while a wrong False would leave the
+        command unclaimed until orphan_grace."""
+        _calls.retried = False
         try:
             self.call("pins.add", channel=self.channel, timestamp=ts)
         except SlackError as exc:
             if exc.error == "already_pinned":
-                return False
+                return bool(getattr(_calls, "retried", False))
             raise
         return True
 

@@ -404,28 +404,29 @@ def test_a_lapsed_owner_cannot_pass_guard_once_taken_over(server: ThreadedLocalS
     assert len(may_touch_hosts) == 1, may_touch_hosts
 
 
-class RetriedPinChat(Chat):
-    """pins.add whose first attempt took effect but whose answer was lost (Slack:
-    internal_error, "it's possible some aspect of the operation succeeded"), so the
-    retry handler asked again and got already_pinned."""
-
-    def pin(self, ts: str) -> bool:
-        super().pin(ts)
-        return super().pin(ts)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Claimer.try_claim treats already_pinned as 'lost the pin race' even when its own "
-    "retried pins.add put the pin there: nobody posts a claim record and the command waits "
-    "for orphan_grace",
-)
-def test_a_retried_pin_still_claims(server: ThreadedLocalSlack) -> None:
+@pytest.mark.parametrize("status", [503, 200], ids=["http-503", "internal_error"])
+def test_a_retried_pin_still_claims(server: ThreadedLocalSlack, status: int) -> None:
+    """pins.add takes effect but its answer is lost (a 503, or an internal_error); the retry
+    answers already_pinned: the replica must still claim, not wait orphan_grace."""
     fleet = Fleet(server, "abc")
     ts = fleet.command()
-    claim = fleet.claimer("a", RetriedPinChat).try_claim(ts)
-    assert claim is not None
+    lost = ErrorFault(method="pins.add", status=status, count=1, after=True)
+    fleet.set_faults(Faults(errors=[lost]))
+    claim = fleet.claimer("a").try_claim(ts)
+    assert claim is not None, fleet.replies(ts)
+    # The first answer was lost, the retry said already_pinned: one pin, ours.
+    assert fleet.calls()["pins.add"] == {"internal_error": 1, "already_pinned": 1}
+    assert fleet.claimer("b").try_claim(ts) is None  # and it is still only one claim
+
+
+def test_a_pin_lost_to_another_replica_is_not_mistaken_for_ours(
+    server: ThreadedLocalSlack,
+) -> None:
+    """A plain already_pinned (no retry) is a lost race, as before."""
+    fleet = Fleet(server, "abc")
+    ts = fleet.command()
+    fleet.bot("b").pins_add(channel=OPS, timestamp=ts)
+    assert not Chat(fleet.bot("a"), OPS).pin(ts)
 
 
 class RetriedPostChat(Chat):

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from troupe.localslack import events
 from troupe.localslack.delivery import Publisher, SocketHub
-from troupe.localslack.faults import Faults
+from troupe.localslack.faults import ErrorFault, Faults
 from troupe.localslack.ratelimit import RateLimiter
 from troupe.localslack.store import (
     JSON,
@@ -184,8 +184,10 @@ class WebApi:
         handler, allowed = entry
         try:
             caller = self._authenticate(token, allowed)
-            await self._misbehave(name, caller, args)
+            lost = await self._misbehave(name, caller, args)
             body = await handler(self, caller, args)
+            if lost is not None:
+                raise ApiError(lost.error, lost.status)
         except ApiError as exc:
             return _error(exc.code, exc.status, **exc.extra)
         headers = {"x-oauth-scopes": SCOPES} if name == "auth.test" else {}
@@ -201,8 +203,9 @@ class WebApi:
             raise ApiError("not_allowed_token_type")
         return caller
 
-    async def _misbehave(self, name: str, caller: Caller, args: Args) -> None:
-        """Slack's rate limits, then the faults an operator injected."""
+    async def _misbehave(self, name: str, caller: Caller, args: Args) -> ErrorFault | None:
+        """Slack's rate limits, then the faults an operator injected. Returns a fault whose
+        error replaces the answer after the call took effect (`after`)."""
         channel = self._channel_id(args.get("channel"))
         wait = self.limiter.check(caller.owner, name, channel, time.monotonic())
         if wait:
@@ -210,8 +213,9 @@ class WebApi:
         if self.faults.latency_ms:
             await asyncio.sleep(self.faults.latency_ms / 1000)
         fault = self.faults.pick_error(name, self.rng)
-        if fault is not None:
+        if fault is not None and not fault.after:
             raise ApiError(fault.error, fault.status)
+        return fault
 
     # ---- helpers shared by methods --------------------------------------------------------
 

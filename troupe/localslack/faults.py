@@ -24,6 +24,9 @@ class ErrorFault(BaseModel):
     status: Annotated[int, Field(ge=200, le=599)] = 200
     probability: Annotated[float, Field(ge=0, le=1)] = 1.0
     count: Annotated[int, Field(ge=1)] | None = None  # stop after this many injections
+    # The call takes effect, then its answer is this error: an answer lost on the way back
+    # (the client retries a call that already happened, e.g. pins.add -> already_pinned).
+    after: bool = False
 
     def matches(self, method: str) -> bool:
         return self.method in ("*", method)
