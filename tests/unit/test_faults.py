@@ -236,3 +236,13 @@ def test_faults_defaults() -> None:
 
     assert (faults.errors, faults.latency_ms, faults.non_atomic_pins_ms) == ([], 0, 0)
     assert faults.pick_error("pins.add", random.Random(1)) is None
+
+
+def test_an_after_fault_is_picked_like_any_other_and_used_up() -> None:
+    faults = Faults.model_validate(
+        {"errors": [{"method": "pins.add", "status": 503, "count": 1, "after": True}]}
+    )
+    fault = faults.pick_error("pins.add", FixedRandom(0.0))
+    assert fault is not None and fault.after and fault.status == 503
+    assert faults.pick_error("pins.add", FixedRandom(0.0)) is None  # count 1: gone
+    assert not ErrorFault().after  # by default a fault replaces the call entirely
