@@ -22,7 +22,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import click
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from troupe import __version__, metrics
+from troupe import __version__, metrics, version
 from troupe.config import DEFAULT_PATH, load_config, load_secrets, with_health_port
 from troupe.health import HealthServer, Vitals
 from troupe.replica import Replica, run_socket_mode
@@ -132,7 +132,7 @@ def _serve_health(replica: Replica, connected: Callable[[], bool]) -> HealthServ
     def vitals() -> Vitals:
         return Vitals(
             replica.name,
-            __version__,
+            version.current().label,  # the commit too: what self-update changes
             connected(),
             replica.alive_at,
             replica.config.slack.sweep_interval,

@@ -33,7 +33,7 @@ from tests.e2e.fleet import (
     stop_process,
 )
 from tests.integration.test_deploy_assets import dockerfile_healthcheck
-from troupe import __version__
+from troupe import __version__, version
 from troupe.health import HealthServer, HealthServerError, Vitals
 from troupe.localslack.workspace import HttpDelivery, default_workspace
 
@@ -120,7 +120,7 @@ def test_healthy_replica_reports_ok_and_counts_what_it_did(single: Single) -> No
     assert status == 200, body
     assert body["status"] == "ok"
     assert body["replica"] == "replica-1"
-    assert body["version"] == __version__
+    assert body["version"] == version.current().label
     assert body["connected"] is True
     assert 0 <= body["alive_age"] < 3 * TIMINGS.sweep_interval + 5
 
