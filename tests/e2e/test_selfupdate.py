@@ -123,8 +123,8 @@ def test_self_update_rolls_the_fleet_while_deploys_keep_flowing(e2e: Harness) ->
         ts = self_update(alice, new)
         stream: list[str] = []
         thread = fleet.slack.thread(ts)
-        # One a second, at most 100: the sweeper reads the newest 200 top-level
-        # messages, and a hand-over must still find the self-update among them.
+        # One a second, at most 100 (the update takes about 20 s; the cap only bounds a
+        # stuck run, well within the sweeper's five pages of history).
         while not _finished(thread) and len(stream) < 100:
             stream.append(alice.deploy("ledger", f"s{len(stream):03d}"))
             time.sleep(1)
