@@ -332,7 +332,8 @@ class Replica:
         for message in self.chat.thread(work.ts)[1:]:
             answer = report.read_roll_call(message.get("text", ""))
             if answer is not None and message.get("user") in self.fleet:
-                replicas[answer[0]] = answer[1]
+                name, label, _ = answer
+                replicas[name] = label
         return report.census_text(hosts, replicas)
 
     def _host_versions(self) -> dict[str, str] | None:

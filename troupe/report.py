@@ -221,13 +221,17 @@ def roll_call_text(replica: str, version: str, busy_with: str | None) -> str:
     return f":raising_hand: *{replica}* here · version {version} · {state}"
 
 
-_ROLL_CALL = re.compile(r"^:raising_hand: \*(?P<name>[^*]+)\* here · version (?P<version>.+) · ")
+_ROLL_CALL = re.compile(
+    r"^:raising_hand: \*(?P<name>[^*]+)\* here · version (?P<version>.+) · "
+    r"(?P<state>idle|busy with \S+)$"
+)
 
 
-def read_roll_call(text: str) -> tuple[str, str] | None:
-    """(replica, version) from a roll call answer, for the census."""
+def read_roll_call(text: str) -> tuple[str, str, str] | None:
+    """(replica, version, state) from a roll call answer: for the census and the web
+    page's side panel (the version itself may contain ` · `: version · commit · tag)."""
     match = _ROLL_CALL.match(text)
-    return (match["name"], match["version"]) if match else None
+    return (match["name"], match["version"], match["state"]) if match else None
 
 
 def status_text(claims: list[tuple[str, str, int]], locks: list[str] | None = None) -> str:

@@ -141,7 +141,8 @@ def test_views_show_pins_with_who_pinned_claims_and_roll_call_answers(
             channel=OPS, text=":raising_hand: *troupe-a* here · version 1.2.3 · idle"
         )
         a.chat_postMessage(
-            channel=OPS, text=":raising_hand: *troupe-a* here · version 1.2.4 · busy"
+            channel=OPS,
+            text=":raising_hand: *troupe-a* here · version 1.2.4 · busy with 1700000000.000100",
         )
 
         view = requests.get(server.url + "/web/channel", params={"channel": OPS}, timeout=5).json()
@@ -164,7 +165,7 @@ def test_views_show_pins_with_who_pinned_claims_and_roll_call_answers(
             {
                 "name": "troupe-a",
                 "version": "1.2.4",
-                "state": "busy",
+                "state": "busy with 1700000000.000100",
                 "app_id": "A0TROUPEA",
                 "ts": fleet["replicas"][0]["ts"],
             }

@@ -48,8 +48,8 @@ def test_roll_call_answers() -> None:
     text = ":raising_hand: *troupe-a* here · version 0.1.0 · a6eed8b · busy with 17000.1"
     assert roll_call(text) == {
         "name": "troupe-a",
-        "version": "0.1.0",
-        "state": "a6eed8b · busy with 17000.1",
+        "version": "0.1.0 · a6eed8b",
+        "state": "busy with 17000.1",
     }
     assert roll_call("troupe roll call") is None
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from troupe import report
 from troupe.localslack.store import JSON, ChannelState, Message
 
 if TYPE_CHECKING:
@@ -56,9 +57,6 @@ HEADERS = {
 CLAIM = re.compile(
     r"^:lock: claimed by \*(?P<replica>[^*]+)\* · generation (?P<gen>\d+) · "
     r"lease until (?P<until>\S+)"
-)
-ROLL_CALL = re.compile(
-    r"^:raising_hand: \*(?P<name>[^*]+)\* here · version (?P<version>\S+) · (?P<state>.+)$"
 )
 
 
@@ -111,10 +109,12 @@ def recent(state: ChannelState, limit: int) -> tuple[list[Message], int]:
 
 
 def roll_call(text: str) -> dict[str, str] | None:
-    match = ROLL_CALL.match(text)
-    if match is None:
+    """A replica's roll call answer (its text is Troupe's: troupe.report reads it)."""
+    answer = report.read_roll_call(text)
+    if answer is None:
         return None
-    return {"name": match["name"], "version": match["version"], "state": match["state"]}
+    name, version, state = answer
+    return {"name": name, "version": version, "state": state}
 
 
 # ---- the routes ----------------------------------------------------------------------------
