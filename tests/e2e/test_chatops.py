@@ -271,6 +271,13 @@ def test_abort_reply_and_approval_timeout_leave_the_fleet_safe(e2e: Harness) -> 
     assert any("aborted" in t for t in thread.texts()), thread.dump()
     assert versions(fleet) == dict.fromkeys(fleet.web_hosts, "none")
 
+    clicked = carol.say("troupe deploy canary version=3.0.2")  # the Abort button, by alice
+    alice.click(approval_message(fleet, clicked)["ts"], "abort")
+    thread = done(fleet, clicked)
+    assert "x" in reaction(thread), thread.dump()
+    assert any(f"aborted by <@{alice.user_id}>" in t for t in thread.texts()), thread.dump()
+    assert versions(fleet) == dict.fromkeys(fleet.web_hosts, "none")
+
     # on_locked: refuse (this fleet's setting): someone else's lock refuses the deploy.
     answer(fleet, carol.say("troupe lock web"), r"\*web\* is locked until unlocked")
     refused = alice.say("troupe deploy rolling version=3.1.0")
