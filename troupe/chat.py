@@ -162,6 +162,10 @@ class Chat:
             error = _translate(method, exc)
             metrics.SLACK_API_ERRORS.labels(method, error.error).inc()
             raise error from exc
+        except OSError as exc:  # still unreachable after the connection retries
+            metrics.SLACK_API_ERRORS.labels(method, "unreachable").inc()
+            reason = getattr(exc, "reason", None) or exc
+            raise SlackError(method, f"cannot reach {self.client.base_url} ({reason})") from exc
 
     # ---- what the protocol needs -------------------------------------------------------
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_sdk.errors import SlackApiError
 
 from troupe import approvals, auth, metrics, report, version
 from troupe.chat import Chat, make_client
@@ -35,7 +36,7 @@ from troupe.claims import Claimer, ClaimLost, Lease, read_thread
 from troupe.commands import Command, ParseError, addressed_to, describe, parse
 from troupe.config import Config, Secrets
 from troupe.deployment import Context, Deployment, Refused, current_locks, lock_until
-from troupe.errors import InputError, TroupeError
+from troupe.errors import InputError, SlackError, TroupeError
 from troupe.locks import lock_on, lock_text
 from troupe.remote import connect
 from troupe.templating import render_command
@@ -59,9 +60,11 @@ class Replica:
         self.name = name
         self.base_dir = base_dir
         self.client = make_client(secrets.bot_token.get_secret_value(), config.slack.api_url)
-        self.bot_user = str(self.client.auth_test()["user_id"])
-        self.fleet = set(config.slack.fleet) | {self.bot_user}
         self.chat = Chat(self.client, config.slack.channel)
+        # Who this replica is in Slack; a bad token or an unreachable Slack ends here,
+        # as a SlackError the CLI prints (and the supervisor retries with backoff).
+        self.bot_user = str(self.chat.call("auth.test")["user_id"])
+        self.fleet = set(config.slack.fleet) | {self.bot_user}
         lease = Lease(**config.slack.lease.model_dump())
         self.claimer = Claimer(self.chat, name, self.fleet, lease)
         self.queue: queue.Queue[Work] = queue.Queue()
@@ -450,6 +453,12 @@ _ANSWERS: dict[str, Callable[[Replica, Command, Work], str]] = {
 
 
 def run_socket_mode(replica: Replica, app_token: str) -> SocketModeHandler:
+    """Open Socket Mode; a bad app token or an unreachable Slack is a SlackError."""
     handler = SocketModeHandler(replica.app, app_token)
-    handler.connect()  # type: ignore[no-untyped-call]
+    try:
+        handler.connect()  # type: ignore[no-untyped-call]
+    except SlackApiError as exc:
+        raise SlackError("apps.connections.open", str(exc.response.get("error"))) from exc
+    except OSError as exc:
+        raise SlackError("apps.connections.open", f"cannot connect ({exc})") from exc
     return handler

@@ -24,6 +24,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from troupe import __version__, metrics, version
 from troupe.config import DEFAULT_PATH, load_config, load_secrets, with_health_port
+from troupe.errors import InputError
 from troupe.health import HealthServer, Vitals
 from troupe.replica import Replica, run_socket_mode
 
@@ -106,9 +107,15 @@ def _connect(replica: Replica, app_token: str) -> tuple[Callable[[], object], Ca
         handler = run_socket_mode(replica, app_token)
         return handler.close, lambda: _socket_alive(handler.client)
     listener = replica.config.slack.http
-    server: WSGIServer = make_server(
-        listener.host, listener.port, SlackRequestHandler(replica.app), handler_class=_QuietHandler
-    )
+    try:
+        server: WSGIServer = make_server(
+            listener.host,
+            listener.port,
+            SlackRequestHandler(replica.app),
+            handler_class=_QuietHandler,
+        )
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise InputError(f"cannot listen on {listener.host}:{listener.port}: {exc}") from exc
     thread = threading.Thread(target=server.serve_forever, name="troupe-http", daemon=True)
     thread.start()
     log.info("events at http://%s:%s%s", listener.host, server.server_port, listener.path)
