@@ -51,7 +51,7 @@ class ClaimLost(TroupeError):
 
 # ---- records (pure) ------------------------------------------------------------------------
 
-_CLAIM = re.compile(
+CLAIM_RECORD = re.compile(
     r"^:lock: claimed by \*(?P<replica>[^*]+)\* · generation (?P<gen>\d+) · "
     r"lease until (?P<until>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z)"
 )
@@ -126,14 +126,22 @@ class ThreadState:
         return owner.until < now
 
 
+def done_reaction(message: dict[str, Any], fleet: set[str]) -> bool | None:
+    """A command's ✅ (True) or ❌ (False) by a fleet bot; None while it is not done.
+    Readable from the channel's history alone, without the thread."""
+    done = None
+    for reaction in message.get("reactions", []):
+        if reaction["name"] in DONE_REACTIONS and fleet & set(reaction.get("users", [])):
+            done = DONE_REACTIONS[reaction["name"]]
+    return done
+
+
 def read_thread(messages: list[dict[str, Any]], fleet: set[str]) -> ThreadState:
     """Parse a command's thread (parent first). Only records by fleet bots count."""
     parent = messages[0]
     state = ThreadState(parent["ts"], pinned=bool(parent.get("pinned_to")))
     state.posted_at = float(parent["ts"])
-    for reaction in parent.get("reactions", []):
-        if reaction["name"] in DONE_REACTIONS and fleet & set(reaction.get("users", [])):
-            state.done = DONE_REACTIONS[reaction["name"]]
+    state.done = done_reaction(parent, fleet)
     for message in messages[1:]:
         if message.get("user") in fleet:
             _read_record(state, message)
@@ -142,7 +150,7 @@ def read_thread(messages: list[dict[str, Any]], fleet: set[str]) -> ThreadState:
 
 def _read_record(state: ThreadState, message: dict[str, Any]) -> None:
     text = message.get("text", "")
-    if match := _CLAIM.match(text):
+    if match := CLAIM_RECORD.match(text):
         until = datetime.fromisoformat(match["until"])  # with or without fractions
         state.claims.append(
             ClaimRecord(match["replica"], int(match["gen"]), until.timestamp(), message["ts"])

@@ -23,12 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from troupe import approvals, auth, metrics, report
 from troupe.approvals import Decision
 from troupe.chat import Chat
-from troupe.claims import Claim, Claimer, ClaimLost, read_thread
+from troupe.claims import Claim, Claimer, ClaimLost, done_reaction, read_thread
 from troupe.commands import Command, describe
 from troupe.config import Config
 from troupe.errors import InputError, SlackError, TroupeError
@@ -76,9 +76,14 @@ class Context:
     pokes: dict[str, threading.Event] = field(default_factory=dict)  # clicks wake watchers
 
 
-def current_locks(ctx: Context, now: float) -> list[Lock]:
-    """Live locks; expired ones are unpinned on the way (whoever notices first)."""
-    locks = read_locks(ctx.chat.pinned_messages(), ctx.fleet)
+def current_locks(
+    ctx: Context, now: float, pinned: list[dict[str, Any]] | None = None
+) -> list[Lock]:
+    """Live locks among the pinned messages (read here unless given); expired ones are
+    unpinned on the way (whoever notices first)."""
+    if pinned is None:
+        pinned = ctx.chat.pinned_messages()
+    locks = read_locks(pinned, ctx.fleet)
     for lock in locks:
         if lock.expired(now):
             ctx.chat.unpin(lock.ts)
@@ -129,7 +134,7 @@ class Deployment:
                     self._rollback()
                 else:
                     self._deploy()
-        except Refused as exc:
+        except InputError as exc:  # refused, or a bad playbook or variable: nothing ran
             if self.lost:
                 raise self.lost[0] from exc
             self.post(report.refused_text(str(exc)))
@@ -259,7 +264,7 @@ class Deployment:
                 message["ts"] == self.ts
                 or command is None
                 or command.verb not in ("deploy", "plan")
-                or not _finished(message, self.ctx.fleet)
+                or done_reaction(message, self.ctx.fleet) is None
             ):
                 continue
             thread = self.ctx.chat.thread(message["ts"])
@@ -418,13 +423,6 @@ def _rolled_back(text: str) -> bool:
     return first_line.startswith(report.REVERTED_NOTE) or "and rolled back in" in first_line
 
 
-def _finished(message: dict[str, Any], fleet: set[str]) -> bool:
-    return any(
-        r["name"] in ("white_check_mark", "x") and fleet & set(r.get("users", []))
-        for r in message.get("reactions", [])
-    )
-
-
 @dataclass
 class _Pending:
     request: ApprovalNeeded
@@ -433,31 +431,54 @@ class _Pending:
     decision: Decision | None = None
 
 
-class _Watcher:
-    """Reads the deployment's thread for decisions while it runs (see module doc)."""
+class _Background:
+    """A helper thread for the length of a `with` block: `_loop` runs until `done`."""
 
-    def __init__(self, deployment: Deployment) -> None:
-        self.d = deployment
-        self.pending: _Pending | None = None
-        self.judged: set[str] = set()
-        self.since = deployment.ts
-        self.wake = deployment.ctx.pokes.setdefault(deployment.ts, threading.Event())
+    name = "troupe-helper"
+    join_timeout = 5.0
+
+    def __init__(self) -> None:
         self.done = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="troupe-watcher", daemon=True)
+        self.thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
 
-    def poke(self) -> None:
-        self.wake.set()
+    def _loop(self) -> None:
+        raise NotImplementedError
 
-    def __enter__(self) -> _Watcher:
+    def _wake(self) -> None:
+        """Called once `done` is set, so that a loop waiting on its own event sees it."""
+
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.done.set()
+        self._wake()
+        self.thread.join(timeout=self.join_timeout)
+
+
+class _Watcher(_Background):
+    """Reads the deployment's thread for decisions while it runs (see module doc)."""
+
+    name = "troupe-watcher"
+    # Not long: a read stuck in Slack's retries must not delay the conclusion; the
+    # thread sees `done` when it returns, and posts nothing after that.
+    join_timeout = 1.0
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.d = deployment
+        self.pending: _Pending | None = None
+        self.judged: set[str] = set()
+        self.wake = deployment.ctx.pokes.setdefault(deployment.ts, threading.Event())
+        super().__init__()
+
+    def poke(self) -> None:
         self.wake.set()
-        # Not long: a read stuck in Slack's retries must not delay the conclusion; the
-        # thread sees `done` when it returns, and posts nothing after that.
-        self.thread.join(timeout=1)
+
+    _wake = poke
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
         self.d.ctx.pokes.pop(self.d.ts, None)
 
     def _loop(self) -> None:
@@ -478,7 +499,7 @@ class _Watcher:
         thread = ctx.chat.thread(self.d.ts)
         found = approvals.decisions(
             thread,
-            self.since,
+            self.d.ts,
             ctx.fleet,
             lambda text: c.verb if (c := ctx.command_of(text)) else None,
             reactions_on=pending.ts if pending else None,
@@ -522,8 +543,10 @@ class _Watcher:
             d.hooks.abort.set()
 
 
-class _Progress:
+class _Progress(_Background):
     """The progress message: posted once, then edited at most every `interval`."""
+
+    name = "troupe-progress"
 
     def __init__(
         self,
@@ -539,8 +562,7 @@ class _Progress:
         self.ts: str | None = None
         self.tail = ""
         self.dirty = threading.Event()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="troupe-progress", daemon=True)
+        super().__init__()
 
     def start(self, plan: str | None) -> None:
         self.tail = f"\n*Plan*\n```\n{plan}\n```" if plan else ""
@@ -553,14 +575,7 @@ class _Progress:
     def changed(self) -> None:
         self.dirty.set()
 
-    def __enter__(self) -> _Progress:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.dirty.set()
-        self.thread.join(timeout=5)
+    _wake = changed
 
     def _loop(self) -> None:
         while not self.done.is_set():
@@ -599,26 +614,19 @@ class Pacer:
             self.last = time.monotonic()
 
 
-class _Heartbeat:
+class _Heartbeat(_Background):
     """Renews the lease while a command runs; on ClaimLost, stops the run."""
+
+    name = "troupe-heartbeat"
 
     def __init__(
         self, claimer: Claimer, claim: Claim, stop: threading.Event, lost: list[ClaimLost]
     ) -> None:
         self.claimer, self.claim, self.stop, self.lost = claimer, claim, stop, lost
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="troupe-heartbeat", daemon=True)
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join(timeout=5)
+        super().__init__()
 
     def _loop(self) -> None:
-        while not self._done.wait(self.claimer.lease.heartbeat):
+        while not self.done.wait(self.claimer.lease.heartbeat):
             try:
                 self.claimer.heartbeat(self.claim)
             except ClaimLost as exc:

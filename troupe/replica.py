@@ -32,12 +32,12 @@ from slack_sdk.errors import SlackApiError
 
 from troupe import approvals, auth, metrics, report, version
 from troupe.chat import Chat, make_client
-from troupe.claims import Claimer, ClaimLost, Lease, read_thread
+from troupe.claims import Claimer, ClaimLost, Lease, done_reaction, read_thread
 from troupe.commands import Command, ParseError, addressed_to, describe, parse
 from troupe.config import Config, Secrets
 from troupe.deployment import Context, Deployment, Refused, current_locks, lock_until
 from troupe.errors import InputError, SlackError, TroupeError
-from troupe.locks import lock_on, lock_text
+from troupe.locks import Lock, lock_on, lock_text
 from troupe.remote import connect
 from troupe.templating import render_command
 
@@ -163,7 +163,7 @@ class Replica:
         oldest = f"{time.time() - self.config.slack.sweep_window:.6f}"
         # Five pages: a command handed over under a burst of newer ones is still found.
         for message in reversed(self.chat.history(oldest=oldest, pages=SWEEP_PAGES)):
-            if _done(message, self.fleet):
+            if done_reaction(message, self.fleet) is not None:
                 if message.get("pinned_to"):
                     self.chat.unpin(message["ts"])  # its owner died between ✅ and the unpin
                 continue
@@ -260,17 +260,17 @@ class Replica:
         return report.help_text(command.topic)
 
     def _status(self, command: Command, work: Work) -> str:
+        pinned = self.chat.pinned_messages()  # commands being worked on, and locks
         claims = []
-        for ts in sorted(self.chat.pinned() - {work.ts}):
-            state = self.claimer.state(ts)
+        for ts in sorted({m["ts"] for m in pinned} - {work.ts}):
+            thread = self.chat.thread(ts)
+            state = read_thread(thread, self.fleet)
             owner = state.owner
             if owner is not None and state.done is None:
-                text = self.chat.thread(ts)[0].get("text", "")
-                claims.append((text, owner.replica, owner.generation))
-        now = time.time()
+                claims.append((thread[0].get("text", ""), owner.replica, owner.generation))
         locks = [
             report.lock_held_text(lock.env, lock.owner, lock_until(lock), lock.reason)
-            for lock in current_locks(self._context(), now)
+            for lock in current_locks(self._context(), time.time(), pinned)
         ]
         return report.status_text(claims, locks)
 
@@ -289,8 +289,8 @@ class Replica:
         self.chat.pin(ts)
         if held is not None:  # the owner renewed it: the new one replaces the old
             self.chat.unpin(held.ts)
-        lock = lock_on(current_locks(self._context(), now), env, now)
-        return report.locked_text(env, lock_until(lock) if lock else "", command.reason)
+        lock = Lock(env, user, until, command.reason, ts)
+        return report.locked_text(env, lock_until(lock), command.reason)
 
     def _unlock_env(self, command: Command, work: Work) -> str:
         env, user = command.env or "", work.user
@@ -390,9 +390,6 @@ class Replica:
             deployment.run()
         except ClaimLost as exc:
             self.chat.post(report.lost_text(self.name, str(exc)), thread_ts=work.ts)
-        except InputError as exc:  # a bad playbook or variable: said in the thread
-            self.chat.post(report.refused_text(str(exc)), thread_ts=work.ts)
-            self.claimer.finish(claim, False, "not started")
         finally:
             self._current = None
             self.busy_with = None
@@ -414,13 +411,6 @@ class Replica:
 
 def _ignore() -> None:
     """A listener that only lets bolt ack the event."""
-
-
-def _done(message: dict[str, Any], fleet: set[str]) -> bool:
-    return any(
-        r["name"] in ("white_check_mark", "x") and fleet & set(r.get("users", []))
-        for r in message.get("reactions", [])
-    )
 
 
 def _done_line(thread: list[dict[str, Any]], fleet: set[str]) -> str:

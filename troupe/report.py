@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from troupe.commands import USAGE
 from troupe.planner import Batch, Gate, Pause, Phase, Plan
 from troupe.playbooks import Playbook
 from troupe.progress import (
@@ -186,26 +187,26 @@ _OUTCOME = {
 
 # ---- chat replies (the replica's side of the conversation) -----------------------------------
 
-HELP = {
-    "deploy": "`deploy <playbook> [to <group|hosts>] [key=value ...]`: run a playbook "
+# What each command does, after its usage line from troupe.commands (one source for both).
+_DOES = {
+    "deploy": ": run a playbook "
     "(one replica claims it; progress and the result appear in this thread)",
-    "plan": "`plan <playbook> [to <group|hosts>] [key=value ...]`: post the plan with "
-    "Approve / Abort buttons; it runs once someone allowed approves",
-    "approve": "`approve` (in a deployment's thread): let a paused deployment go on "
+    "plan": ": post the plan with Approve / Abort buttons; it runs once someone allowed approves",
+    "approve": " (in a deployment's thread): let a paused deployment go on "
     "(or click Approve, or react :+1: to the approval message)",
-    "abort": "`abort` (in a deployment's thread): stop at the next safe point and roll back",
-    "rollback": "`rollback [<deployment>]`: undo the latest deployment (or the one named by "
-    "its link or ts) on exactly the hosts it changed, newest batch first",
-    "status": "`status`: the commands being worked on, by whom, and the locks",
-    "history": "`history [n]`: the last n deployments (default 10): who, what, result",
-    "lock": "`lock <env> [reason] [for <duration>]`: stop others deploying to <env> "
-    "(e.g. `lock web db migration for 2h`)",
-    "unlock": "`unlock <env>`: remove the lock on <env>",
-    "roll call": "`roll call`: every replica answers with its name and version",
-    "census": "`census`: the version on every host and every replica; flags a mixed fleet",
-    "self-update": "`self-update [ref]`: update the replicas one at a time to a git ref",
-    "help": "`help [command]`: this list, or one command's usage",
+    "abort": " (in a deployment's thread): stop at the next safe point and roll back",
+    "rollback": ": undo the latest deployment (or the one named by its link or ts) "
+    "on exactly the hosts it changed, newest batch first",
+    "status": ": the commands being worked on, by whom, and the locks",
+    "history": ": the last n deployments (default 10): who, what, result",
+    "lock": ": stop others deploying to <env> (e.g. `lock web db migration for 2h`)",
+    "unlock": ": remove the lock on <env>",
+    "roll call": ": every replica answers with its name and version",
+    "census": ": the version on every host and every replica; flags a mixed fleet",
+    "self-update": ": update the replicas one at a time to a git ref",
+    "help": ": this list, or one command's usage",
 }
+HELP = {verb: f"`{usage}`{_DOES[verb]}" for verb, usage in USAGE.items()}
 
 
 def help_text(topic: str | None = None) -> str:

@@ -31,18 +31,18 @@ import os
 import re
 import signal
 import subprocess
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 import yaml
 from slack_sdk import WebClient
 
+from tests.integration import helpers
 from troupe import procs
 from troupe.chat import retry_handlers
 from troupe.procs import localslack_argv, replica_argv, replica_env, spawn
@@ -61,36 +61,16 @@ PEOPLE = {
 PREFIX = "troupe"
 DONE_EMOJI = {"white_check_mark", "x"}
 
-T = TypeVar("T")
 # Process helpers shared with `troupe sandbox` (troupe/procs.py); tests import them from here.
 TROUPE = procs.TROUPE
 free_port = procs.free_port
 terminate = procs.terminate
 stop_process = procs.stop_process
 reap = procs.reap
+poll = helpers.poll  # the tests' one way of waiting
 
 
-# ---- waiting -------------------------------------------------------------------------------
-
-
-def poll(
-    predicate: Callable[[], T | None],
-    timeout: float,
-    what: str,
-    interval: float = 0.25,
-    explain: Callable[[], str] | None = None,
-) -> T:
-    """Call `predicate` until it returns something truthy; fail after `timeout` seconds
-    with `what` and, if given, `explain()` (the state that was still wrong)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            detail = f"\n{explain()}" if explain is not None else ""
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{detail}")
-        time.sleep(interval)
+# ---- files ---------------------------------------------------------------------------------
 
 
 def tail(path: Path, lines: int = 150) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_sdk import WebClient
 from slack_sdk.socket_mode import SocketModeClient
@@ -13,17 +13,32 @@ from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
+T = TypeVar("T")
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll until `predicate()` is truthy; fail the test with `what` after `timeout` seconds."""
+
+def poll(
+    predicate: Callable[[], T | None],
+    timeout: float,
+    what: str,
+    interval: float = 0.25,
+    explain: Callable[[], str] | None = None,
+) -> T:
+    """Call `predicate` until it returns something truthy; fail after `timeout` seconds
+    with `what` and, if given, `explain()` (the state that was still wrong)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+            detail = f"\n{explain()}" if explain is not None else ""
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll until `predicate()` is truthy; fail the test with `what` after `timeout` seconds."""
+    return poll(predicate, timeout, what, interval=0.02)
 
 
 class Inbox:

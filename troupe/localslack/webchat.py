@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from troupe import report
+from troupe.claims import CLAIM_RECORD
 from troupe.localslack.store import JSON, ChannelState, Message
 
 if TYPE_CHECKING:
@@ -54,10 +54,6 @@ HEADERS = {
 }
 
 # The records Troupe's replicas write (troupe/report.py and troupe/claims.py own the text).
-CLAIM = re.compile(
-    r"^:lock: claimed by \*(?P<replica>[^*]+)\* · generation (?P<gen>\d+) · "
-    r"lease until (?P<until>\S+)"
-)
 
 
 # ---- what the side panel shows (pure) ------------------------------------------------------
@@ -75,7 +71,7 @@ def claim_records(texts: list[tuple[str, str]]) -> list[ClaimRecord]:
     """Claim records among (ts, text) replies, in thread order."""
     out = []
     for ts, text in texts:
-        if match := CLAIM.match(text):
+        if match := CLAIM_RECORD.match(text):  # Troupe's own parser of its records
             out.append(ClaimRecord(match["replica"], int(match["gen"]), match["until"], ts))
     return out
 
